@@ -1,0 +1,179 @@
+//! ONNX Runtime (ORT) for xlmc.
+//!
+//! ORT is loaded at run time (`ort`'s `load-dynamic`), from the library that `./xlmc setup`
+//! unpacked from the `onnxruntime` wheel. [`locate_library`] finds it without the user exporting
+//! anything, [`environment`] initialises ORT once per process, and [`SessionOptions`] builds
+//! sessions the same way everywhere.
+//!
+//! ```no_run
+//! let env = xlmc_runtime::environment()?;
+//! let session = xlmc_runtime::SessionOptions::default().from_memory(env, &[])?;
+//! # Ok::<(), xlmc_runtime::RuntimeError>(())
+//! ```
+
+use std::{
+    env,
+    path::{Path, PathBuf},
+    sync::OnceLock,
+};
+
+use ort::{
+    environment::Environment,
+    session::{Session, builder::GraphOptimizationLevel},
+};
+
+/// The ORT release xlmc is built and tested against (`ort`'s `api-30`; 1.30–1.32 work).
+pub const ORT_VERSION: &str = "1.30.0";
+/// File name of the shared library inside the wheel.
+pub const LIBRARY_FILE: &str = "libonnxruntime.so.1.30.0";
+/// Environment variable that, when set, names the library to load (ort's own convention).
+pub const LIBRARY_ENV: &str = "ORT_DYLIB_PATH";
+/// Where `./xlmc setup` puts the library, relative to a `.deps` folder.
+const DEPS_RELATIVE: &str = "onnxruntime/capi";
+/// The absolute `.deps` folder of the checkout this binary was built in (set by .cargo/config.toml).
+const BUILD_DEPS_DIR: Option<&str> = option_env!("XLMC_DEPS_DIR");
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(
+        "ONNX Runtime {ORT_VERSION} not found; looked in: {}. Run `./xlmc setup` in the checkout, \
+         or set {LIBRARY_ENV} to the path of {LIBRARY_FILE}",
+        .0.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    )]
+    NotFound(Vec<PathBuf>),
+    #[error("{LIBRARY_ENV}={0} does not exist")]
+    EnvPathMissing(PathBuf),
+    #[error("loading ONNX Runtime from {path}: {message}")]
+    Load { path: PathBuf, message: String },
+    #[error("ONNX Runtime session: {0}")]
+    Session(#[from] ort::Error),
+}
+
+/// Finds libonnxruntime, first match wins:
+/// 1. `$ORT_DYLIB_PATH` (an error if it names a missing file);
+/// 2. next to the executable, or in `../lib` beside it (installed or container layout);
+/// 3. `.deps/onnxruntime/capi/` in any folder above the executable (a checkout's `target/...`);
+/// 4. the `.deps` of the checkout the binary was built in.
+pub fn locate_library() -> Result<PathBuf, RuntimeError> {
+    if let Some(path) = env::var_os(LIBRARY_ENV) {
+        let path = PathBuf::from(path);
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(RuntimeError::EnvPathMissing(path))
+        };
+    }
+    let exe_dir = env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_path_buf));
+    let candidates = candidate_paths(exe_dir.as_deref(), BUILD_DEPS_DIR.map(Path::new));
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .ok_or(RuntimeError::NotFound(candidates))
+}
+
+fn candidate_paths(exe_dir: Option<&Path>, build_deps: Option<&Path>) -> Vec<PathBuf> {
+    let mut paths = Vec::new();
+    if let Some(dir) = exe_dir {
+        paths.push(dir.join(LIBRARY_FILE));
+        paths.push(dir.join("../lib").join(LIBRARY_FILE));
+        paths.extend(
+            dir.ancestors()
+                .map(|a| a.join(".deps").join(DEPS_RELATIVE).join(LIBRARY_FILE)),
+        );
+    }
+    if let Some(deps) = build_deps {
+        paths.push(deps.join(DEPS_RELATIVE).join(LIBRARY_FILE));
+    }
+    paths
+}
+
+/// Loads ORT and creates the process-wide environment on first use; later calls return it.
+/// A failure is remembered too, so every caller gets the same clear error.
+pub fn environment() -> Result<&'static Environment, RuntimeError> {
+    static ENVIRONMENT: OnceLock<Result<Environment, String>> = OnceLock::new();
+    let loaded = ENVIRONMENT.get_or_init(|| {
+        let path = locate_library().map_err(|e| e.to_string())?;
+        tracing::debug!(path = %path.display(), "loading ONNX Runtime");
+        let builder =
+            ort::init_from(&path).map_err(|e| format!("loading {}: {e}", path.display()))?;
+        builder
+            .with_name("xlmc")
+            .build()
+            .map_err(|e| format!("creating ORT environment: {e}"))
+    });
+    loaded.as_ref().map_err(|message| RuntimeError::Load {
+        path: locate_library().unwrap_or_default(),
+        message: message.clone(),
+    })
+}
+
+/// How sessions are built: the same optimisation level and threading everywhere.
+#[derive(Debug, Clone)]
+pub struct SessionOptions {
+    /// Threads inside one operator (ORT's intra-op pool); 0 lets ORT choose.
+    pub intra_threads: usize,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        Self { intra_threads: 1 }
+    }
+}
+
+impl SessionOptions {
+    pub fn from_file(&self, env: &Environment, path: &Path) -> Result<Session, RuntimeError> {
+        Ok(self.builder(env)?.commit_from_file(path)?)
+    }
+
+    pub fn from_memory(&self, env: &Environment, model: &[u8]) -> Result<Session, RuntimeError> {
+        Ok(self.builder(env)?.commit_from_memory(model)?)
+    }
+
+    fn builder(
+        &self,
+        env: &Environment,
+    ) -> Result<ort::session::builder::SessionBuilder, ort::Error> {
+        let builder = Session::builder(env)?
+            .with_optimization_level(GraphOptimizationLevel::Level3)
+            .map_err(ort::Error::<()>::from)?;
+        builder
+            .with_intra_threads(self.intra_threads)
+            .map_err(ort::Error::<()>::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkout_layout_is_searched_upwards_from_the_binary() {
+        let paths = candidate_paths(Some(Path::new("/repo/target/release")), None);
+        assert!(paths.contains(&PathBuf::from(
+            "/repo/.deps/onnxruntime/capi/libonnxruntime.so.1.30.0"
+        )));
+        assert_eq!(
+            paths[0],
+            PathBuf::from("/repo/target/release/libonnxruntime.so.1.30.0")
+        );
+    }
+
+    #[test]
+    fn build_checkout_is_the_last_resort() {
+        let paths = candidate_paths(Some(Path::new("/opt/x/bin")), Some(Path::new("/src/.deps")));
+        assert_eq!(
+            paths.last().unwrap(),
+            &PathBuf::from("/src/.deps/onnxruntime/capi/libonnxruntime.so.1.30.0")
+        );
+    }
+
+    #[test]
+    fn library_is_found_in_this_checkout() {
+        // `./xlmc setup` ran before the tests; this is what every binary relies on.
+        let path = locate_library().expect("ORT library");
+        assert!(path.ends_with(LIBRARY_FILE), "{}", path.display());
+    }
+}

@@ -1,0 +1,68 @@
+//! Command-line interface (clap derive; every flag can also come from an `XLMC_*` variable).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use xlmc_telemetry::LogFormat;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "exporter",
+    version,
+    about = "Train, compress and export xlmc translation models"
+)]
+pub struct Cli {
+    /// Log line format on stderr.
+    #[arg(long, env = "XLMC_LOG_FORMAT", default_value = "text", global = true)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the stack: libtorch (CPU/CUDA) and ONNX Runtime load and compute correctly.
+    Doctor(DoctorArgs),
+    /// Run the whole pipeline: data → tokenizer → teacher → prune → distill → BiGRU → export →
+    /// report → serve. Stages whose output exists and is valid are skipped.
+    Pipeline(PipelineArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Device {
+    Cpu,
+    Cuda,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Device to check libtorch on; `cuda` fails when no GPU is visible.
+    #[arg(long, env = "XLMC_DEVICE", value_enum, default_value = "cpu")]
+    pub device: Device,
+}
+
+/// Sizes of every stage, from seconds (tests) to a GPU-sized teacher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Preset {
+    /// Synthetic-sized models: the whole pipeline in a few minutes (CI smoke test).
+    Tiny,
+    /// The README demo: real en-fr corpus, ≤ 45 min on 2 CPU cores.
+    Small,
+    /// 6+6 layers, 512 dims: meant for a GPU.
+    Base,
+}
+
+#[derive(Debug, Args)]
+pub struct PipelineArgs {
+    #[arg(long, env = "XLMC_PRESET", value_enum, default_value = "small")]
+    pub preset: Preset,
+
+    /// Where every stage writes (data, models, bundles, report). Defaults to `runs/<preset>`.
+    #[arg(long, env = "XLMC_WORK_DIR")]
+    pub work_dir: Option<PathBuf>,
+
+    /// Device for training stages.
+    #[arg(long, env = "XLMC_DEVICE", value_enum, default_value = "cpu")]
+    pub device: Device,
+}

@@ -1,0 +1,23 @@
+//! The `exporter` command: everything that needs libtorch (training, import, pruning,
+//! distillation, ONNX export) lives behind this binary; the server only needs ONNX Runtime.
+//!
+//! Subcommands are implemented in their own modules; [`run`] dispatches.
+
+pub mod cli;
+pub mod doctor;
+pub mod pipeline;
+pub mod torch_device;
+
+use cli::{Cli, Command};
+
+/// Runs one parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Doctor(args) => {
+            let report = doctor::check(&args)?;
+            print!("{report}");
+            Ok(())
+        }
+        Command::Pipeline(args) => pipeline::run(&args),
+    }
+}

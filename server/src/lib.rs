@@ -1,0 +1,132 @@
+//! The xlmc gRPC server.
+//!
+//! [`run`] binds the gRPC and metrics listeners, installs the metrics recorder, registers
+//! `xlmc.v1.Translator`, `grpc.health.v1.Health` and reflection, prints where it listens, and
+//! serves until SIGTERM or Ctrl-C, after which health turns NOT_SERVING, new connections are
+//! refused and in-flight requests finish.
+
+mod error;
+mod registry;
+mod service;
+mod settings;
+
+use std::{net::SocketAddr, path::Path};
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic_health::ServingStatus;
+use xlmc_proto::v1::translator_server::TranslatorServer;
+
+pub use error::RequestError;
+pub use registry::Registry;
+pub use service::{Limits, TranslatorService, validate};
+pub use settings::Settings;
+
+/// The line printed on stdout once both listeners are bound; tests and scripts read the ports
+/// from it when they started the server on port 0.
+pub const READY_PREFIX: &str = "xlmc-server ready";
+
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let grpc_listener = TcpListener::bind(settings.addr)
+        .await
+        .with_context(|| format!("--addr {}", settings.addr))?;
+    let metrics_listener = TcpListener::bind(settings.metrics_addr)
+        .await
+        .with_context(|| format!("--metrics-addr {}", settings.metrics_addr))?;
+    let grpc_addr = grpc_listener.local_addr()?;
+    let metrics_addr = metrics_listener.local_addr()?;
+
+    // ONNX Runtime is the serving backend: load it now so a missing library fails start-up
+    // with the places searched, not the first request.
+    let onnxruntime = xlmc_runtime::locate_library()?;
+    xlmc_runtime::environment()?;
+
+    let handle = xlmc_telemetry::install_metrics()?;
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
+
+    let registry = Registry::default();
+    if settings.models.is_some() {
+        tracing::warn!("loading model bundles is not implemented in this build; serving no models");
+    }
+    metrics::gauge!(xlmc_telemetry::names::MODELS_LOADED).set(registry.len() as f64);
+    let translator =
+        TranslatorServer::new(TranslatorService::new(Limits::from(&settings), registry))
+            .max_decoding_message_size(settings.max_message_bytes)
+            .max_encoding_message_size(settings.max_message_bytes);
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(xlmc_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("building the reflection service")?;
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let metrics_task = tokio::spawn(xlmc_telemetry::serve_metrics(
+        metrics_listener,
+        handle,
+        wait_for(stop_rx.clone()),
+    ));
+
+    health
+        .set_serving::<TranslatorServer<TranslatorService>>()
+        .await;
+    health.set_service_status("", ServingStatus::Serving).await;
+    let signal = shutdown_signal()?;
+    announce(grpc_addr, metrics_addr, &onnxruntime);
+
+    let shutdown = async move {
+        signal.await;
+        tracing::info!("shutting down: health NOT_SERVING, finishing in-flight requests");
+        health
+            .set_not_serving::<TranslatorServer<TranslatorService>>()
+            .await;
+        health
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
+        let _ = stop_tx.send(true);
+    };
+    tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(translator)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), shutdown)
+        .await
+        .context("gRPC server")?;
+    metrics_task.await.context("metrics endpoint task")??;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn announce(grpc: SocketAddr, metrics: SocketAddr, onnxruntime: &Path) {
+    use std::io::Write;
+    tracing::info!(%grpc, %metrics, onnxruntime = %onnxruntime.display(), "serving");
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(
+        stdout,
+        "{READY_PREFIX} grpc={grpc} metrics={metrics} onnxruntime={}",
+        onnxruntime.display()
+    );
+    let _ = stdout.flush();
+}
+
+async fn wait_for(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopped| *stopped).await;
+}
+
+/// Resolves on the first SIGTERM or SIGINT (Ctrl-C). The handlers are installed when this is
+/// called, not when the future is first polled: a signal arriving right after the ready line
+/// must already take the graceful path.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => {},
+            _ = interrupt.recv() => {},
+        }
+    })
+}

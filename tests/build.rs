@@ -1,0 +1,7 @@
+//! The test binary links libtorch (tch); give it the rpath binaries get (see exporter/build.rs).
+
+fn main() {
+    if let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
+        println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
+    }
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests, one module per area. They run the workspace's real binaries with an empty
+//! environment, so they also prove that nothing needs exporting by hand.
+
+mod binaries;
+mod grpc;
+mod metrics;
+mod onnx_runtime;
+mod torch_stack;
