@@ -24,6 +24,8 @@ pub struct Cli {
 pub enum Command {
     /// Check the stack: libtorch (CPU/CUDA) and ONNX Runtime load and compute correctly.
     Doctor(DoctorArgs),
+    /// Corpus BLEU and chrF of a hypothesis file against a reference file (sacreBLEU-exact).
+    Score(ScoreArgs),
     /// Run the whole pipeline: data → tokenizer → teacher → prune → distill → BiGRU → export →
     /// report → serve. Stages whose output exists and is valid are skipped.
     Pipeline(PipelineArgs),
@@ -65,4 +67,26 @@ pub struct PipelineArgs {
     /// Device for training stages.
     #[arg(long, env = "XLMC_DEVICE", value_enum, default_value = "cpu")]
     pub device: Device,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScoreFormat {
+    /// sacreBLEU-style lines: `BLEU = …`, `chrF = …`, signatures.
+    Text,
+    /// One JSON object with full-precision numbers.
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ScoreArgs {
+    /// Reference translations, one segment per line (UTF-8).
+    #[arg(long = "ref", value_name = "FILE")]
+    pub reference: PathBuf,
+
+    /// System output, one segment per line, parallel to --ref.
+    #[arg(long = "hyp", value_name = "FILE")]
+    pub hypothesis: PathBuf,
+
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: ScoreFormat,
 }

@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod doctor;
 pub mod pipeline;
+pub mod score;
 pub mod torch_device;
 
 use cli::{Cli, Command};
@@ -16,6 +17,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Doctor(args) => {
             let report = doctor::check(&args)?;
             print!("{report}");
+            Ok(())
+        }
+        Command::Score(args) => {
+            print!("{}", score::run(&args)?);
             Ok(())
         }
         Command::Pipeline(args) => pipeline::run(&args),

@@ -5,4 +5,5 @@ mod binaries;
 mod grpc;
 mod metrics;
 mod onnx_runtime;
+mod scoring;
 mod torch_stack;
