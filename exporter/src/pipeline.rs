@@ -15,59 +15,23 @@ struct Pending {
 }
 
 const PENDING_STAGES: &[Pending] = &[
-    Pending {
-        name: "data fetch (en-fr corpus)",
-        issue: 3,
-    },
-    Pending {
-        name: "tokenizer (shared BPE)",
-        issue: 3,
-    },
-    Pending {
-        name: "train teacher",
-        issue: 4,
-    },
-    Pending {
-        name: "prune student",
-        issue: 5,
-    },
-    Pending {
-        name: "distill (word KD + seq-KD)",
-        issue: 5,
-    },
-    Pending {
-        name: "BiGRU student",
-        issue: 5,
-    },
-    Pending {
-        name: "export ONNX bundles",
-        issue: 6,
-    },
-    Pending {
-        name: "report",
-        issue: 8,
-    },
-    Pending {
-        name: "serve and translate",
-        issue: 7,
-    },
+    Pending { name: "data fetch (en-fr corpus)", issue: 3 },
+    Pending { name: "tokenizer (shared BPE)", issue: 3 },
+    Pending { name: "train teacher", issue: 4 },
+    Pending { name: "prune student", issue: 5 },
+    Pending { name: "distill (word KD + seq-KD)", issue: 5 },
+    Pending { name: "BiGRU student", issue: 5 },
+    Pending { name: "export ONNX bundles", issue: 6 },
+    Pending { name: "report", issue: 8 },
+    Pending { name: "serve and translate", issue: 7 },
 ];
 
 pub fn run(args: &PipelineArgs) -> anyhow::Result<()> {
-    let work_dir = args
-        .work_dir
-        .clone()
-        .unwrap_or_else(|| default_work_dir(args.preset));
-    println!(
-        "xlmc pipeline, preset {:?}, work dir {}",
-        args.preset,
-        work_dir.display()
-    );
+    let work_dir = args.work_dir.clone().unwrap_or_else(|| default_work_dir(args.preset));
+    println!("xlmc pipeline, preset {:?}, work dir {}", args.preset, work_dir.display());
 
     println!("[1/{}] check the stack", PENDING_STAGES.len() + 1);
-    let report = doctor::check(&DoctorArgs {
-        device: args.device,
-    })?;
+    let report = doctor::check(&DoctorArgs { device: args.device })?;
     for line in report.to_string().lines() {
         println!("      {line}");
     }

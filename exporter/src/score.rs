@@ -19,14 +19,8 @@ fn read_lines(flag: &str, path: &Path) -> anyhow::Result<String> {
 }
 
 pub fn run(args: &ScoreArgs) -> anyhow::Result<String> {
-    let (ref_text, hyp_text) = (
-        read_lines("--ref", &args.reference)?,
-        read_lines("--hyp", &args.hypothesis)?,
-    );
-    let (references, hypotheses) = (
-        xlmc_scoring::lines(&ref_text),
-        xlmc_scoring::lines(&hyp_text),
-    );
+    let (ref_text, hyp_text) = (read_lines("--ref", &args.reference)?, read_lines("--hyp", &args.hypothesis)?);
+    let (references, hypotheses) = (xlmc_scoring::lines(&ref_text), xlmc_scoring::lines(&hyp_text));
     if references.len() != hypotheses.len() {
         bail!(
             "--hyp {} has {} lines but --ref {} has {}: they must be parallel, one line per segment",

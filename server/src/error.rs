@@ -7,11 +7,7 @@ pub enum RequestError {
     #[error("request has {count} sentences; the limit is {limit} (--max-sentences-per-request)")]
     TooManySentences { count: usize, limit: usize },
     #[error("sentence {index} has {bytes} bytes; the limit is {limit} (--max-sentence-bytes)")]
-    SentenceTooLong {
-        index: usize,
-        bytes: usize,
-        limit: usize,
-    },
+    SentenceTooLong { index: usize, bytes: usize, limit: usize },
     #[error("beam_size {asked} is out of range 1..={limit} (--max-beam-size)")]
     BeamSize { asked: u32, limit: u32 },
     #[error("max_length {asked} is out of range 1..={limit} (--max-output-tokens)")]

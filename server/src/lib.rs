@@ -28,9 +28,7 @@ pub use settings::Settings;
 pub const READY_PREFIX: &str = "xlmc-server ready";
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
-    let grpc_listener = TcpListener::bind(settings.addr)
-        .await
-        .with_context(|| format!("--addr {}", settings.addr))?;
+    let grpc_listener = TcpListener::bind(settings.addr).await.with_context(|| format!("--addr {}", settings.addr))?;
     let metrics_listener = TcpListener::bind(settings.metrics_addr)
         .await
         .with_context(|| format!("--metrics-addr {}", settings.metrics_addr))?;
@@ -44,19 +42,16 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 
     let handle = xlmc_telemetry::install_metrics()?;
     let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_service_status("", ServingStatus::NotServing)
-        .await;
+    health.set_service_status("", ServingStatus::NotServing).await;
 
     let registry = Registry::default();
     if settings.models.is_some() {
         tracing::warn!("loading model bundles is not implemented in this build; serving no models");
     }
     metrics::gauge!(xlmc_telemetry::names::MODELS_LOADED).set(registry.len() as f64);
-    let translator =
-        TranslatorServer::new(TranslatorService::new(Limits::from(&settings), registry))
-            .max_decoding_message_size(settings.max_message_bytes)
-            .max_encoding_message_size(settings.max_message_bytes);
+    let translator = TranslatorServer::new(TranslatorService::new(Limits::from(&settings), registry))
+        .max_decoding_message_size(settings.max_message_bytes)
+        .max_encoding_message_size(settings.max_message_bytes);
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(xlmc_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -64,15 +59,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .context("building the reflection service")?;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let metrics_task = tokio::spawn(xlmc_telemetry::serve_metrics(
-        metrics_listener,
-        handle,
-        wait_for(stop_rx.clone()),
-    ));
+    let metrics_task = tokio::spawn(xlmc_telemetry::serve_metrics(metrics_listener, handle, wait_for(stop_rx.clone())));
 
-    health
-        .set_serving::<TranslatorServer<TranslatorService>>()
-        .await;
+    health.set_serving::<TranslatorServer<TranslatorService>>().await;
     health.set_service_status("", ServingStatus::Serving).await;
     let signal = shutdown_signal()?;
     announce(grpc_addr, metrics_addr, &onnxruntime);
@@ -80,12 +69,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let shutdown = async move {
         signal.await;
         tracing::info!("shutting down: health NOT_SERVING, finishing in-flight requests");
-        health
-            .set_not_serving::<TranslatorServer<TranslatorService>>()
-            .await;
-        health
-            .set_service_status("", ServingStatus::NotServing)
-            .await;
+        health.set_not_serving::<TranslatorServer<TranslatorService>>().await;
+        health.set_service_status("", ServingStatus::NotServing).await;
         let _ = stop_tx.send(true);
     };
     tonic::transport::Server::builder()
@@ -104,11 +89,7 @@ fn announce(grpc: SocketAddr, metrics: SocketAddr, onnxruntime: &Path) {
     use std::io::Write;
     tracing::info!(%grpc, %metrics, onnxruntime = %onnxruntime.display(), "serving");
     let mut stdout = std::io::stdout().lock();
-    let _ = writeln!(
-        stdout,
-        "{READY_PREFIX} grpc={grpc} metrics={metrics} onnxruntime={}",
-        onnxruntime.display()
-    );
+    let _ = writeln!(stdout, "{READY_PREFIX} grpc={grpc} metrics={metrics} onnxruntime={}", onnxruntime.display());
     let _ = stdout.flush();
 }
 

@@ -18,10 +18,7 @@ pub struct ServedModel {
 }
 
 impl ServedModel {
-    pub async fn translate(
-        &self,
-        _request: &TranslateRequest,
-    ) -> Result<Vec<Translation>, RequestError> {
+    pub async fn translate(&self, _request: &TranslateRequest) -> Result<Vec<Translation>, RequestError> {
         // Only the bundle loader fills a registry, and it arrives together with decoding.
         Err(RequestError::NotImplemented("decoding through ORT bundles"))
     }
@@ -36,23 +33,15 @@ pub struct Registry {
 impl Registry {
     /// The model a request names, or the default model when it names none.
     pub fn resolve(&self, name: &str) -> Result<&ServedModel, RequestError> {
-        let name = if name.is_empty() {
-            self.default_model
-                .as_deref()
-                .ok_or(RequestError::NoModels)?
-        } else {
-            name
-        };
-        self.models
-            .get(name)
-            .ok_or_else(|| RequestError::UnknownModel {
-                asked: name.to_owned(),
-                available: if self.models.is_empty() {
-                    String::from("(none)")
-                } else {
-                    self.models.keys().cloned().collect::<Vec<_>>().join(", ")
-                },
-            })
+        let name = if name.is_empty() { self.default_model.as_deref().ok_or(RequestError::NoModels)? } else { name };
+        self.models.get(name).ok_or_else(|| RequestError::UnknownModel {
+            asked: name.to_owned(),
+            available: if self.models.is_empty() {
+                String::from("(none)")
+            } else {
+                self.models.keys().cloned().collect::<Vec<_>>().join(", ")
+            },
+        })
     }
 
     pub fn list(&self) -> ListModelsResponse {
@@ -79,10 +68,7 @@ mod tests {
     fn unknown_model_names_what_is_available() {
         let registry = Registry::default();
         let err = registry.resolve("student").unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "unknown model `student`; this server has: (none)"
-        );
+        assert_eq!(err.to_string(), "unknown model `student`; this server has: (none)");
         assert!(matches!(registry.resolve(""), Err(RequestError::NoModels)));
     }
 }

@@ -6,8 +6,8 @@ use tokio::sync::mpsc;
 use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status, Streaming};
 use xlmc_proto::v1::{
-    ListModelsRequest, ListModelsResponse, TranslateRequest, TranslateResponse,
-    TranslateStreamRequest, TranslateStreamResponse, Translation, translator_server::Translator,
+    ListModelsRequest, ListModelsResponse, TranslateRequest, TranslateResponse, TranslateStreamRequest,
+    TranslateStreamResponse, Translation, translator_server::Translator,
 };
 use xlmc_telemetry::names;
 
@@ -42,43 +42,19 @@ impl From<&Settings> for Limits {
 pub fn validate(request: &TranslateRequest, limits: &Limits) -> Result<(), RequestError> {
     let count = request.sentences.len();
     if count > limits.max_sentences {
-        return Err(RequestError::TooManySentences {
-            count,
-            limit: limits.max_sentences,
-        });
+        return Err(RequestError::TooManySentences { count, limit: limits.max_sentences });
     }
-    if let Some((index, s)) = request
-        .sentences
-        .iter()
-        .enumerate()
-        .find(|(_, s)| s.len() > limits.max_sentence_bytes)
-    {
-        return Err(RequestError::SentenceTooLong {
-            index,
-            bytes: s.len(),
-            limit: limits.max_sentence_bytes,
-        });
+    if let Some((index, s)) = request.sentences.iter().enumerate().find(|(_, s)| s.len() > limits.max_sentence_bytes) {
+        return Err(RequestError::SentenceTooLong { index, bytes: s.len(), limit: limits.max_sentence_bytes });
     }
     let Some(options) = &request.options else {
         return Ok(());
     };
-    if let Some(asked) = options
-        .beam_size
-        .filter(|b| !(1..=limits.max_beam_size).contains(b))
-    {
-        return Err(RequestError::BeamSize {
-            asked,
-            limit: limits.max_beam_size,
-        });
+    if let Some(asked) = options.beam_size.filter(|b| !(1..=limits.max_beam_size).contains(b)) {
+        return Err(RequestError::BeamSize { asked, limit: limits.max_beam_size });
     }
-    if let Some(asked) = options
-        .max_length
-        .filter(|m| !(1..=limits.max_output_tokens).contains(m))
-    {
-        return Err(RequestError::MaxLength {
-            asked,
-            limit: limits.max_output_tokens,
-        });
+    if let Some(asked) = options.max_length.filter(|m| !(1..=limits.max_output_tokens).contains(m)) {
+        return Err(RequestError::MaxLength { asked, limit: limits.max_output_tokens });
     }
     if let Some(penalty) = options.length_penalty.filter(|p| !p.is_finite()) {
         return Err(RequestError::LengthPenalty(penalty));
@@ -94,10 +70,7 @@ pub struct TranslatorService {
 
 impl TranslatorService {
     pub fn new(limits: Limits, registry: Registry) -> Self {
-        Self {
-            limits: Arc::new(limits),
-            registry: Arc::new(registry),
-        }
+        Self { limits: Arc::new(limits), registry: Arc::new(registry) }
     }
 
     /// Validates, resolves the model and translates; returns the model's name with the result.
@@ -117,8 +90,7 @@ impl TranslatorService {
 
 fn record(method: &'static str, model: String, code: tonic::Code, started: Instant) {
     let code = format!("{code:?}");
-    metrics::counter!(names::REQUESTS_TOTAL, "model" => model.clone(), "method" => method, "code" => code)
-        .increment(1);
+    metrics::counter!(names::REQUESTS_TOTAL, "model" => model.clone(), "method" => method, "code" => code).increment(1);
     metrics::histogram!(names::REQUEST_DURATION, "model" => model, "method" => method)
         .record(started.elapsed().as_secs_f64());
 }
@@ -127,21 +99,14 @@ type ResponseStream = Pin<Box<dyn Stream<Item = Result<TranslateStreamResponse, 
 
 #[tonic::async_trait]
 impl Translator for TranslatorService {
-    async fn translate(
-        &self,
-        request: Request<TranslateRequest>,
-    ) -> Result<Response<TranslateResponse>, Status> {
+    async fn translate(&self, request: Request<TranslateRequest>) -> Result<Response<TranslateResponse>, Status> {
         let started = Instant::now();
         let request = request.into_inner();
         let (model, result) = self.translate_sentences(&request).await;
         match result {
             Ok(translations) => {
                 record("Translate", model.clone(), tonic::Code::Ok, started);
-                Ok(Response::new(TranslateResponse {
-                    model,
-                    translations,
-                    timing: None,
-                }))
+                Ok(Response::new(TranslateResponse { model, translations, timing: None }))
             }
             Err(error) => {
                 record("Translate", model, error.code(), started);
@@ -166,12 +131,7 @@ impl Translator for TranslatorService {
                 let id = message.request_id;
                 if !in_flight.insert(id.clone()) {
                     let error = RequestError::DuplicateRequestId(id);
-                    record(
-                        "TranslateStream",
-                        UNKNOWN_MODEL_LABEL.to_owned(),
-                        error.code(),
-                        started,
-                    );
+                    record("TranslateStream", UNKNOWN_MODEL_LABEL.to_owned(), error.code(), started);
                     let _ = tx.send(Err(error.into())).await;
                     return;
                 }
@@ -206,10 +166,7 @@ impl Translator for TranslatorService {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    async fn list_models(
-        &self,
-        _request: Request<ListModelsRequest>,
-    ) -> Result<Response<ListModelsResponse>, Status> {
+    async fn list_models(&self, _request: Request<ListModelsRequest>) -> Result<Response<ListModelsResponse>, Status> {
         Ok(Response::new(self.registry.list()))
     }
 }
@@ -221,12 +178,7 @@ mod tests {
     use super::*;
 
     fn limits() -> Limits {
-        Limits {
-            max_sentences: 2,
-            max_sentence_bytes: 5,
-            max_beam_size: 4,
-            max_output_tokens: 10,
-        }
+        Limits { max_sentences: 2, max_sentence_bytes: 5, max_beam_size: 4, max_output_tokens: 10 }
     }
 
     fn request(sentences: &[&str], options: Option<DecodingOptions>) -> TranslateRequest {
@@ -240,38 +192,17 @@ mod tests {
     #[test]
     fn limits_are_named_in_the_error() {
         let err = validate(&request(&["a", "b", "c"], None), &limits()).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "request has 3 sentences; the limit is 2 (--max-sentences-per-request)"
-        );
+        assert_eq!(err.to_string(), "request has 3 sentences; the limit is 2 (--max-sentences-per-request)");
         let err = validate(&request(&["ok", "toolong"], None), &limits()).unwrap_err();
-        assert!(matches!(
-            err,
-            RequestError::SentenceTooLong {
-                index: 1,
-                bytes: 7,
-                limit: 5
-            }
-        ));
+        assert!(matches!(err, RequestError::SentenceTooLong { index: 1, bytes: 7, limit: 5 }));
     }
 
     #[test]
     fn decoding_options_must_stay_within_server_limits() {
         let opts = |beam, len, lp| {
-            Some(DecodingOptions {
-                beam_size: beam,
-                max_length: len,
-                length_penalty: lp,
-                ..Default::default()
-            })
+            Some(DecodingOptions { beam_size: beam, max_length: len, length_penalty: lp, ..Default::default() })
         };
-        assert!(
-            validate(
-                &request(&["a"], opts(Some(4), Some(10), Some(1.0))),
-                &limits()
-            )
-            .is_ok()
-        );
+        assert!(validate(&request(&["a"], opts(Some(4), Some(10), Some(1.0))), &limits()).is_ok());
         assert!(matches!(
             validate(&request(&["a"], opts(Some(0), None, None)), &limits()),
             Err(RequestError::BeamSize { asked: 0, .. })
@@ -285,10 +216,7 @@ mod tests {
             Err(RequestError::MaxLength { asked: 11, .. })
         ));
         assert!(matches!(
-            validate(
-                &request(&["a"], opts(None, None, Some(f32::NAN))),
-                &limits()
-            ),
+            validate(&request(&["a"], opts(None, None, Some(f32::NAN))), &limits()),
             Err(RequestError::LengthPenalty(_))
         ));
     }

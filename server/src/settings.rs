@@ -7,11 +7,7 @@ use clap::Parser;
 use xlmc_telemetry::LogFormat;
 
 #[derive(Debug, Clone, Parser)]
-#[command(
-    name = "server",
-    version,
-    about = "Serve xlmc translation models over gRPC"
-)]
+#[command(name = "server", version, about = "Serve xlmc translation models over gRPC")]
 pub struct Settings {
     /// gRPC listen address. Port 0 picks a free port; the one chosen is printed at start-up.
     #[arg(long, env = "XLMC_ADDR", default_value = "127.0.0.1:50051")]
@@ -53,10 +49,7 @@ pub struct Settings {
 impl Settings {
     /// Constraints between flags, checked before anything starts.
     pub fn validate(&self) -> anyhow::Result<()> {
-        ensure!(
-            self.max_sentences_per_request > 0,
-            "--max-sentences-per-request must be at least 1"
-        );
+        ensure!(self.max_sentences_per_request > 0, "--max-sentences-per-request must be at least 1");
         ensure!(self.max_beam_size > 0, "--max-beam-size must be at least 1");
         ensure!(
             self.max_sentence_bytes <= self.max_message_bytes,
@@ -65,11 +58,7 @@ impl Settings {
             self.max_message_bytes
         );
         if let Some(models) = &self.models {
-            ensure!(
-                models.is_dir(),
-                "--models {}: not a directory",
-                models.display()
-            );
+            ensure!(models.is_dir(), "--models {}: not a directory", models.display());
         }
         Ok(())
     }

@@ -5,16 +5,8 @@ use std::process::Command;
 use xlmc_tests::{ServerProcess, binary};
 
 fn run_clean(name: &str, args: &[&str]) -> (bool, String) {
-    let output = Command::new(binary(name))
-        .env_clear()
-        .args(args)
-        .output()
-        .expect("run binary");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = Command::new(binary(name)).env_clear().args(args).output().expect("run binary");
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     (output.status.success(), text)
 }
 
@@ -47,31 +39,18 @@ fn asking_for_cuda_without_a_gpu_is_a_clear_error() {
 }
 
 fn tch_sees_cuda() -> bool {
-    run_clean("exporter", &["doctor"])
-        .1
-        .contains("device(s), cuDNN")
+    run_clean("exporter", &["doctor"]).1.contains("device(s), cuDNN")
 }
 
 #[test]
 fn libraries_resolve_without_ld_library_path() {
-    let output = Command::new("ldd")
-        .arg(binary("exporter"))
-        .env_clear()
-        .output()
-        .expect("run ldd");
+    let output = Command::new("ldd").arg(binary("exporter")).env_clear().output().expect("run ldd");
     let text = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        text.contains("libtorch_cpu.so => /"),
-        "libtorch not resolved through rpath:\n{text}"
-    );
+    assert!(text.contains("libtorch_cpu.so => /"), "libtorch not resolved through rpath:\n{text}");
     assert!(!text.contains("not found"), "unresolved libraries:\n{text}");
 
     // The server is the slim side: ONNX Runtime only, loaded at run time, no libtorch.
-    let output = Command::new("ldd")
-        .arg(binary("server"))
-        .env_clear()
-        .output()
-        .expect("run ldd");
+    let output = Command::new("ldd").arg(binary("server")).env_clear().output().expect("run ldd");
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(!text.contains("libtorch"), "server links libtorch:\n{text}");
 }
@@ -106,8 +85,5 @@ fn server_without_onnxruntime_fails_naming_where_it_looked() {
         .expect("run server");
     assert!(!output.status.success());
     let text = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        text.contains("ORT_DYLIB_PATH=/nonexistent/libonnxruntime.so does not exist"),
-        "{text}"
-    );
+    assert!(text.contains("ORT_DYLIB_PATH=/nonexistent/libonnxruntime.so does not exist"), "{text}");
 }

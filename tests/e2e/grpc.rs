@@ -3,25 +3,18 @@
 
 use tokio_stream::StreamExt;
 use tonic::Code;
-use tonic_health::pb::{
-    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
-};
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 use tonic_reflection::pb::v1::{
     ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
     server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
 };
 use xlmc_proto::v1::{
-    DecodingOptions, ListModelsRequest, TranslateRequest, TranslateStreamRequest,
-    translator_client::TranslatorClient,
+    DecodingOptions, ListModelsRequest, TranslateRequest, TranslateStreamRequest, translator_client::TranslatorClient,
 };
 use xlmc_tests::ServerProcess;
 
 async fn channel(server: &ServerProcess) -> tonic::transport::Channel {
-    tonic::transport::Endpoint::from_shared(server.grpc_url())
-        .expect("url")
-        .connect()
-        .await
-        .expect("connect")
+    tonic::transport::Endpoint::from_shared(server.grpc_url()).expect("url").connect().await.expect("connect")
 }
 
 fn request(model: &str, sentences: &[&str]) -> TranslateRequest {
@@ -36,106 +29,55 @@ fn request(model: &str, sentences: &[&str]) -> TranslateRequest {
 
 #[tokio::test]
 async fn translator_answers_with_precise_status_codes() {
-    let server =
-        ServerProcess::start(&["--max-sentences-per-request", "3", "--max-beam-size", "4"]);
-    let mut client = TranslatorClient::connect(server.grpc_url())
-        .await
-        .expect("connect");
+    let server = ServerProcess::start(&["--max-sentences-per-request", "3", "--max-beam-size", "4"]);
+    let mut client = TranslatorClient::connect(server.grpc_url()).await.expect("connect");
 
-    let models = client
-        .list_models(ListModelsRequest {})
-        .await
-        .expect("ListModels")
-        .into_inner();
+    let models = client.list_models(ListModelsRequest {}).await.expect("ListModels").into_inner();
     assert!(models.models.is_empty());
     assert_eq!(models.default_model, "");
 
-    let status = client
-        .translate(request("student-6-2", &["Hello."]))
-        .await
-        .unwrap_err();
+    let status = client.translate(request("student-6-2", &["Hello."])).await.unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
-    assert_eq!(
-        status.message(),
-        "unknown model `student-6-2`; this server has: (none)"
-    );
+    assert_eq!(status.message(), "unknown model `student-6-2`; this server has: (none)");
 
-    let status = client
-        .translate(request("", &["Hello."]))
-        .await
-        .unwrap_err();
+    let status = client.translate(request("", &["Hello."])).await.unwrap_err();
     assert_eq!(status.code(), Code::NotFound, "{status:?}");
 
-    let status = client
-        .translate(request("teacher", &["a", "b", "c", "d"]))
-        .await
-        .unwrap_err();
+    let status = client.translate(request("teacher", &["a", "b", "c", "d"])).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(
-        status.message().contains("--max-sentences-per-request"),
-        "{status:?}"
-    );
+    assert!(status.message().contains("--max-sentences-per-request"), "{status:?}");
 
     let mut beam = request("teacher", &["a"]);
-    beam.options = Some(DecodingOptions {
-        beam_size: Some(9),
-        ..Default::default()
-    });
+    beam.options = Some(DecodingOptions { beam_size: Some(9), ..Default::default() });
     let status = client.translate(beam).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
-    assert_eq!(
-        status.message(),
-        "beam_size 9 is out of range 1..=4 (--max-beam-size)"
-    );
+    assert_eq!(status.message(), "beam_size 9 is out of range 1..=4 (--max-beam-size)");
 }
 
 #[tokio::test]
 async fn stream_errors_name_the_request() {
     let server = ServerProcess::start(&[]);
-    let mut client = TranslatorClient::connect(server.grpc_url())
-        .await
-        .expect("connect");
+    let mut client = TranslatorClient::connect(server.grpc_url()).await.expect("connect");
     let outbound = tokio_stream::iter([TranslateStreamRequest {
         request_id: "r-17".to_owned(),
         request: Some(request("missing", &["Hi."])),
     }]);
-    let mut inbound = client
-        .translate_stream(outbound)
-        .await
-        .expect("open stream")
-        .into_inner();
+    let mut inbound = client.translate_stream(outbound).await.expect("open stream").into_inner();
     let status = inbound.next().await.expect("one item").unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
-    assert!(
-        status
-            .message()
-            .starts_with("request `r-17`: unknown model `missing`"),
-        "{status:?}"
-    );
-    assert!(
-        inbound.next().await.is_none(),
-        "the stream ends after its error"
-    );
+    assert!(status.message().starts_with("request `r-17`: unknown model `missing`"), "{status:?}");
+    assert!(inbound.next().await.is_none(), "the stream ends after its error");
 }
 
 #[tokio::test]
 async fn oversized_messages_are_refused_by_the_transport() {
-    let server =
-        ServerProcess::start(&["--max-message-bytes", "1024", "--max-sentence-bytes", "512"]);
-    let mut client = TranslatorClient::connect(server.grpc_url())
-        .await
-        .expect("connect");
+    let server = ServerProcess::start(&["--max-message-bytes", "1024", "--max-sentence-bytes", "512"]);
+    let mut client = TranslatorClient::connect(server.grpc_url()).await.expect("connect");
     let big = "x".repeat(4096);
-    let status = client
-        .translate(request("teacher", &[&big]))
-        .await
-        .unwrap_err();
+    let status = client.translate(request("teacher", &[&big])).await.unwrap_err();
     assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
     // The server survives and keeps answering.
-    client
-        .list_models(ListModelsRequest {})
-        .await
-        .expect("still serving");
+    client.list_models(ListModelsRequest {}).await.expect("still serving");
 }
 
 #[tokio::test]
@@ -143,24 +85,10 @@ async fn health_reports_serving_per_service() {
     let server = ServerProcess::start(&[]);
     let mut health = HealthClient::new(channel(&server).await);
     for service in ["", xlmc_proto::TRANSLATOR_SERVICE] {
-        let reply = health
-            .check(HealthCheckRequest {
-                service: service.to_owned(),
-            })
-            .await
-            .expect("check");
-        assert_eq!(
-            reply.into_inner().status(),
-            ServingStatus::Serving,
-            "service `{service}`"
-        );
+        let reply = health.check(HealthCheckRequest { service: service.to_owned() }).await.expect("check");
+        assert_eq!(reply.into_inner().status(), ServingStatus::Serving, "service `{service}`");
     }
-    let status = health
-        .check(HealthCheckRequest {
-            service: "no.such.Service".to_owned(),
-        })
-        .await
-        .unwrap_err();
+    let status = health.check(HealthCheckRequest { service: "no.such.Service".to_owned() }).await.unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
 }
 
@@ -172,25 +100,14 @@ async fn reflection_lists_every_service() {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),
     };
-    let mut replies = reflection
-        .server_reflection_info(tokio_stream::iter([ask]))
-        .await
-        .expect("reflect")
-        .into_inner();
+    let mut replies = reflection.server_reflection_info(tokio_stream::iter([ask])).await.expect("reflect").into_inner();
     let reply = replies.next().await.expect("a reply").expect("ok reply");
     let Some(MessageResponse::ListServicesResponse(list)) = reply.message_response else {
         panic!("unexpected reflection reply {reply:?}");
     };
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    for wanted in [
-        xlmc_proto::TRANSLATOR_SERVICE,
-        "grpc.health.v1.Health",
-        "grpc.reflection.v1.ServerReflection",
-    ] {
-        assert!(
-            names.iter().any(|n| n == wanted),
-            "{wanted} missing from {names:?}"
-        );
+    for wanted in [xlmc_proto::TRANSLATOR_SERVICE, "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"] {
+        assert!(names.iter().any(|n| n == wanted), "{wanted} missing from {names:?}");
     }
 }
 
@@ -204,12 +121,7 @@ async fn sigterm_stops_the_server_cleanly() {
         .list_models(ListModelsRequest {})
         .await
         .expect("serving");
-    let status = tokio::task::spawn_blocking(move || server.terminate())
-        .await
-        .expect("join");
+    let status = tokio::task::spawn_blocking(move || server.terminate()).await.expect("join");
     assert!(status.success(), "exit status {status:?}");
-    assert!(
-        TranslatorClient::connect(url).await.is_err(),
-        "nothing listens after shutdown"
-    );
+    assert!(TranslatorClient::connect(url).await.is_err(), "nothing listens after shutdown");
 }

@@ -11,82 +11,40 @@ const INVALID_SENT: usize = 3;
 #[tokio::test]
 async fn counters_and_histograms_match_the_requests_sent() {
     let server = ServerProcess::start(&["--max-beam-size", "2"]);
-    let mut client = TranslatorClient::connect(server.grpc_url())
-        .await
-        .expect("connect");
+    let mut client = TranslatorClient::connect(server.grpc_url()).await.expect("connect");
     for i in 0..NOT_FOUND_SENT {
-        let request = TranslateRequest {
-            model: format!("m{i}"),
-            sentences: vec!["a".into()],
-            ..Default::default()
-        };
-        assert_eq!(
-            client.translate(request).await.unwrap_err().code(),
-            Code::NotFound
-        );
+        let request = TranslateRequest { model: format!("m{i}"), sentences: vec!["a".into()], ..Default::default() };
+        assert_eq!(client.translate(request).await.unwrap_err().code(), Code::NotFound);
     }
     for _ in 0..INVALID_SENT {
         let request = TranslateRequest {
             model: "m".into(),
-            options: Some(DecodingOptions {
-                beam_size: Some(3),
-                ..Default::default()
-            }),
+            options: Some(DecodingOptions { beam_size: Some(3), ..Default::default() }),
             ..Default::default()
         };
-        assert_eq!(
-            client.translate(request).await.unwrap_err().code(),
-            Code::InvalidArgument
-        );
+        assert_eq!(client.translate(request).await.unwrap_err().code(), Code::InvalidArgument);
     }
 
     let (status, body) = http_get(server.metrics, "/metrics");
     assert_eq!(status, 200);
     let page = Exposition::parse(&body);
     let count = |code: &str| {
-        page.value(
-            names::REQUESTS_TOTAL,
-            &[
-                ("code", code),
-                ("method", "Translate"),
-                ("model", "unknown"),
-            ],
-        )
+        page.value(names::REQUESTS_TOTAL, &[("code", code), ("method", "Translate"), ("model", "unknown")])
     };
     assert_eq!(count("NotFound"), Some(NOT_FOUND_SENT as f64), "{body}");
-    assert_eq!(
-        count("InvalidArgument"),
-        Some(INVALID_SENT as f64),
-        "{body}"
-    );
+    assert_eq!(count("InvalidArgument"), Some(INVALID_SENT as f64), "{body}");
     // Unknown model names never become label values.
-    assert!(
-        page.all(names::REQUESTS_TOTAL)
-            .iter()
-            .all(|s| s.labels["model"] == "unknown")
-    );
+    assert!(page.all(names::REQUESTS_TOTAL).iter().all(|s| s.labels["model"] == "unknown"));
 
     let duration = names::REQUEST_DURATION;
-    assert_eq!(
-        page.types.get(duration).map(String::as_str),
-        Some("histogram")
-    );
+    assert_eq!(page.types.get(duration).map(String::as_str), Some("histogram"));
     let labels = [("method", "Translate"), ("model", "unknown")];
-    assert_eq!(
-        page.value(&format!("{duration}_count"), &labels),
-        Some((NOT_FOUND_SENT + INVALID_SENT) as f64)
-    );
-    let mut bounds: Vec<f64> = page
-        .all(&format!("{duration}_bucket"))
-        .iter()
-        .map(|s| s.labels["le"].parse::<f64>().expect("le"))
-        .collect();
+    assert_eq!(page.value(&format!("{duration}_count"), &labels), Some((NOT_FOUND_SENT + INVALID_SENT) as f64));
+    let mut bounds: Vec<f64> =
+        page.all(&format!("{duration}_bucket")).iter().map(|s| s.labels["le"].parse::<f64>().expect("le")).collect();
     bounds.retain(|b| b.is_finite());
     assert_eq!(bounds, DURATION_BUCKETS, "explicit buckets, not summaries");
-    assert_eq!(
-        page.value(names::BUILD_INFO, &[("version", env!("CARGO_PKG_VERSION"))]),
-        Some(1.0)
-    );
+    assert_eq!(page.value(names::BUILD_INFO, &[("version", env!("CARGO_PKG_VERSION"))]), Some(1.0));
     assert_eq!(page.value(names::MODELS_LOADED, &[]), Some(0.0));
 }
 
@@ -106,9 +64,7 @@ async fn promtool_accepts_the_exposition() {
         return;
     };
     let server = ServerProcess::start(&[]);
-    let mut client = TranslatorClient::connect(server.grpc_url())
-        .await
-        .expect("connect");
+    let mut client = TranslatorClient::connect(server.grpc_url()).await.expect("connect");
     let _ = client.translate(TranslateRequest::default()).await;
     let (_, body) = http_get(server.metrics, "/metrics");
     let mut child = std::process::Command::new(promtool)
@@ -119,12 +75,7 @@ async fn promtool_accepts_the_exposition() {
         .spawn()
         .expect("run promtool");
     use std::io::Write;
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(body.as_bytes())
-        .expect("feed promtool");
+    child.stdin.take().expect("stdin").write_all(body.as_bytes()).expect("feed promtool");
     let output = child.wait_with_output().expect("promtool output");
     assert!(
         output.status.success(),

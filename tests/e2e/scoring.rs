@@ -90,11 +90,7 @@ const WORDS: &[&str] = &[
 ];
 
 fn sentence(rng: &mut Rng) -> Vec<String> {
-    let len = if rng.chance(0.05) {
-        0
-    } else {
-        1 + rng.below(30)
-    };
+    let len = if rng.chance(0.05) { 0 } else { 1 + rng.below(30) };
     (0..len).map(|_| (*rng.pick(WORDS)).to_owned()).collect()
 }
 
@@ -159,19 +155,11 @@ fn ours(hyp: &Path, reference: &Path) -> Scores {
         .arg(hyp)
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let b = &json["bleu"];
-    let precisions: Vec<String> = b["precisions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| format!("{:.1}", p.as_f64().unwrap()))
-        .collect();
+    let precisions: Vec<String> =
+        b["precisions"].as_array().unwrap().iter().map(|p| format!("{:.1}", p.as_f64().unwrap())).collect();
     Scores {
         bleu: b["score"].as_f64().unwrap(),
         chrf: json["chrf"]["score"].as_f64().unwrap(),
@@ -183,10 +171,7 @@ fn ours(hyp: &Path, reference: &Path) -> Scores {
             b["hyp_len"],
             b["ref_len"]
         ),
-        signatures: (
-            b["signature"].as_str().unwrap().into(),
-            json["chrf"]["signature"].as_str().unwrap().into(),
-        ),
+        signatures: (b["signature"].as_str().unwrap().into(), json["chrf"]["signature"].as_str().unwrap().into()),
     }
 }
 
@@ -199,20 +184,13 @@ fn sacrebleu(hyp: &Path, reference: &Path) -> Scores {
         .args(["-m", "bleu", "chrf", "-w", "6", "--force"])
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "sacrebleu: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "sacrebleu: {}", String::from_utf8_lossy(&output.stderr));
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     Scores {
         bleu: json[0]["score"].as_f64().unwrap(),
         chrf: json[1]["score"].as_f64().unwrap(),
         bleu_verbose: json[0]["verbose_score"].as_str().unwrap().to_owned(),
-        signatures: (
-            json[0]["signature"].as_str().unwrap().into(),
-            json[1]["signature"].as_str().unwrap().into(),
-        ),
+        signatures: (json[0]["signature"].as_str().unwrap().into(), json[1]["signature"].as_str().unwrap().into()),
     }
 }
 
@@ -226,18 +204,8 @@ fn compare(name: &str, hyps: &[String], refs: &[String]) {
         "{name}: BLEU {:.6} / sacrebleu {:.6}, chrF {:.6} / {:.6}",
         mine.bleu, theirs.bleu, mine.chrf, theirs.chrf
     );
-    assert!(
-        (mine.bleu - theirs.bleu).abs() < TOLERANCE,
-        "{name}: BLEU {} vs sacrebleu {}",
-        mine.bleu,
-        theirs.bleu
-    );
-    assert!(
-        (mine.chrf - theirs.chrf).abs() < TOLERANCE,
-        "{name}: chrF {} vs sacrebleu {}",
-        mine.chrf,
-        theirs.chrf
-    );
+    assert!((mine.bleu - theirs.bleu).abs() < TOLERANCE, "{name}: BLEU {} vs sacrebleu {}", mine.bleu, theirs.bleu);
+    assert!((mine.chrf - theirs.chrf).abs() < TOLERANCE, "{name}: chrF {} vs sacrebleu {}", mine.chrf, theirs.chrf);
     assert_eq!(mine.bleu_verbose, theirs.bleu_verbose, "{name}");
     assert_eq!(mine.signatures, theirs.signatures, "{name}");
 }
@@ -245,10 +213,7 @@ fn compare(name: &str, hyps: &[String], refs: &[String]) {
 #[test]
 fn equals_sacrebleu_on_a_large_messy_corpus() {
     let (hyps, refs) = corpus(7, CORPUS_PAIRS);
-    assert!(
-        refs.iter().filter(|r| r.is_empty()).count() > 50,
-        "the corpus must hold empty lines"
-    );
+    assert!(refs.iter().filter(|r| r.is_empty()).count() > 50, "the corpus must hold empty lines");
     compare("messy corpus", &hyps, &refs);
 }
 
@@ -267,11 +232,7 @@ fn equals_sacrebleu_on_degenerate_corpora() {
     compare("identical", &refs, &refs);
     compare("empty hypotheses", &empty, &refs);
     compare("empty references", &hyps, &empty);
-    compare(
-        "single short line",
-        &["Le chat.".to_owned()],
-        &["Le chien.".to_owned()],
-    );
+    compare("single short line", &["Le chat.".to_owned()], &["Le chien.".to_owned()]);
 }
 
 #[test]
@@ -290,10 +251,7 @@ fn text_output_has_bleu_and_chrf_lines() {
         .output()
         .unwrap();
     let text = String::from_utf8(output.stdout).unwrap();
-    assert!(
-        text.starts_with("BLEU = 100.00 100.0/100.0/100.0/100.0 (BP = 1.000"),
-        "{text}"
-    );
+    assert!(text.starts_with("BLEU = 100.00 100.0/100.0/100.0/100.0 (BP = 1.000"), "{text}");
     assert!(text.contains("\nchrF = 100.00\n"), "{text}");
 }
 
@@ -313,31 +271,19 @@ fn bad_inputs_are_named_in_the_error() {
             .arg(h)
             .output()
             .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
     };
     let (ok, err) = run(&hyp, &reference);
     assert!(!ok);
-    assert!(
-        err.contains("hyp.txt has 2 lines but --ref") && err.contains("ref.txt has 1"),
-        "{err}"
-    );
+    assert!(err.contains("hyp.txt has 2 lines but --ref") && err.contains("ref.txt has 1"), "{err}");
 
     std::fs::write(&hyp, b"ok\n\xff\xfe\n").unwrap();
     std::fs::write(&reference, "a\nb\n").unwrap();
     let (ok, err) = run(&hyp, &reference);
     assert!(!ok);
-    assert!(
-        err.contains("--hyp") && err.contains("not valid UTF-8 (line 2)"),
-        "{err}"
-    );
+    assert!(err.contains("--hyp") && err.contains("not valid UTF-8 (line 2)"), "{err}");
 
     let (ok, err) = run(&dir.path().join("missing.txt"), &reference);
     assert!(!ok);
-    assert!(
-        err.contains("--hyp") && err.contains("missing.txt"),
-        "{err}"
-    );
+    assert!(err.contains("--hyp") && err.contains("missing.txt"), "{err}");
 }

@@ -20,16 +20,8 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/e2e-<hash> → target/<profile>/<name>
-    let path = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir")
-        .join(name);
-    assert!(
-        path.is_file(),
-        "{} is not built; run `cargo build --bins` (./xlmc test does)",
-        path.display()
-    );
+    let path = exe.parent().and_then(|deps| deps.parent()).expect("target dir").join(name);
+    assert!(path.is_file(), "{} is not built; run `cargo build --bins` (./xlmc test does)", path.display());
     path
 }
 
@@ -69,19 +61,11 @@ impl ServerProcess {
                 }
             }
         });
-        let line = rx
-            .recv_timeout(STARTUP_TIMEOUT)
-            .expect("server did not print its ready line");
+        let line = rx.recv_timeout(STARTUP_TIMEOUT).expect("server did not print its ready line");
         let field = |key: &str| -> &str {
-            line.split_whitespace()
-                .find_map(|f| f.strip_prefix(key))
-                .unwrap_or_else(|| panic!("no {key} in `{line}`"))
+            line.split_whitespace().find_map(|f| f.strip_prefix(key)).unwrap_or_else(|| panic!("no {key} in `{line}`"))
         };
-        let addr = |key: &str| -> SocketAddr {
-            field(key)
-                .parse()
-                .unwrap_or_else(|_| panic!("bad {key} in `{line}`"))
-        };
+        let addr = |key: &str| -> SocketAddr { field(key).parse().unwrap_or_else(|_| panic!("bad {key} in `{line}`")) };
         Self {
             grpc: addr("grpc="),
             metrics: addr("metrics="),
@@ -97,20 +81,14 @@ impl ServerProcess {
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(mut self) -> ExitStatus {
         let pid = self.child.id().to_string();
-        let sent = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("run kill");
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
         assert!(sent.success(), "kill -TERM {pid} failed");
         let deadline = std::time::Instant::now() + SHUTDOWN_TIMEOUT;
         loop {
             if let Some(status) = self.child.try_wait().expect("wait server") {
                 return status;
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "server did not exit after SIGTERM"
-            );
+            assert!(std::time::Instant::now() < deadline, "server did not exit after SIGTERM");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -130,11 +108,7 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("read response");
     let (head, body) = response.split_once("\r\n\r\n").expect("HTTP head");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status code");
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status code");
     (status, body.to_owned())
 }
 
@@ -159,9 +133,7 @@ impl Exposition {
         let mut page = Exposition::default();
         for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
             if let Some(rest) = line.strip_prefix("# TYPE ") {
-                let (name, kind) = rest
-                    .split_once(' ')
-                    .unwrap_or_else(|| panic!("bad TYPE line `{line}`"));
+                let (name, kind) = rest.split_once(' ').unwrap_or_else(|| panic!("bad TYPE line `{line}`"));
                 page.types.insert(name.to_owned(), kind.to_owned());
             } else if !line.starts_with('#') {
                 page.samples.push(parse_sample(line));
@@ -172,14 +144,8 @@ impl Exposition {
 
     /// The value of the sample with this name and exactly these labels.
     pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        let wanted: BTreeMap<String, String> = labels
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        self.samples
-            .iter()
-            .find(|s| s.name == name && s.labels == wanted)
-            .map(|s| s.value)
+        let wanted: BTreeMap<String, String> = labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        self.samples.iter().find(|s| s.name == name && s.labels == wanted).map(|s| s.value)
     }
 
     /// Every sample of a name.
@@ -203,15 +169,8 @@ fn try_parse_sample(line: &str) -> Option<Sample> {
         None => (series, BTreeMap::new()),
         Some((name, rest)) => (name, parse_labels(rest.strip_suffix('}')?)?),
     };
-    let valid_name = !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
-    valid_name.then(|| Sample {
-        name: name.to_owned(),
-        labels,
-        value,
-    })
+    let valid_name = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+    valid_name.then(|| Sample { name: name.to_owned(), labels, value })
 }
 
 /// `a="x",b="y"` with `\"`, `\\` and `\n` escapes.
@@ -248,10 +207,7 @@ mod tests {
         let page = Exposition::parse(
             "# TYPE x_total counter\nx_total{code=\"NotFound\",m=\"a\\\"b\"} 3\n# TYPE h histogram\nh_bucket{le=\"+Inf\"} 2\nplain 1.5\n",
         );
-        assert_eq!(
-            page.value("x_total", &[("code", "NotFound"), ("m", "a\"b")]),
-            Some(3.0)
-        );
+        assert_eq!(page.value("x_total", &[("code", "NotFound"), ("m", "a\"b")]), Some(3.0));
         assert_eq!(page.value("h_bucket", &[("le", "+Inf")]), Some(2.0));
         assert_eq!(page.value("plain", &[]), Some(1.5));
         assert_eq!(page.types["h"], "histogram");
@@ -267,15 +223,9 @@ mod tests {
 /// `python3` with the test oracles (`.deps/oracles`, installed by `./xlmc test`) importable.
 pub fn oracle_python() -> Command {
     let oracles = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.deps/oracles");
-    assert!(
-        oracles.is_dir(),
-        "{} is missing: run `./xlmc test`, which installs the test oracles",
-        oracles.display()
-    );
+    assert!(oracles.is_dir(), "{} is missing: run `./xlmc test`, which installs the test oracles", oracles.display());
     let mut python = Command::new("python3");
-    python
-        .env("PYTHONPATH", oracles)
-        .env("PYTHONIOENCODING", "utf-8");
+    python.env("PYTHONPATH", oracles).env("PYTHONIOENCODING", "utf-8");
     python
 }
 

@@ -5,9 +5,9 @@ use std::collections::HashSet;
 use crate::{
     OnnxError,
     proto::{
-        AttributeProto, GraphProto, NodeProto, TensorProto, TensorShapeProto, TypeProto,
-        ValueInfoProto, attribute_proto::AttributeType, tensor_proto::DataType,
-        tensor_shape_proto::Dimension, tensor_shape_proto::dimension, type_proto,
+        AttributeProto, GraphProto, NodeProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
+        attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto::Dimension,
+        tensor_shape_proto::dimension, type_proto,
     },
 };
 
@@ -64,14 +64,7 @@ pub struct GraphBuilder {
 
 impl GraphBuilder {
     pub fn new(name: &str) -> Self {
-        Self {
-            graph: GraphProto {
-                name: name.to_owned(),
-                ..Default::default()
-            },
-            defined: HashSet::new(),
-            next_id: 0,
-        }
+        Self { graph: GraphProto { name: name.to_owned(), ..Default::default() }, defined: HashSet::new(), next_id: 0 }
     }
 
     /// Declares a graph input.
@@ -83,13 +76,7 @@ impl GraphBuilder {
 
     /// Declares a graph output: `value` (already defined) exposed as `name`.
     /// When the names differ an `Identity` node links them.
-    pub fn output(
-        &mut self,
-        value: &str,
-        name: &str,
-        elem: ElemType,
-        dims: &[Dim],
-    ) -> Result<(), OnnxError> {
+    pub fn output(&mut self, value: &str, name: &str, elem: ElemType, dims: &[Dim]) -> Result<(), OnnxError> {
         if !self.defined.contains(value) {
             return Err(OnnxError::UndefinedOutput(value.to_owned()));
         }
@@ -101,23 +88,13 @@ impl GraphBuilder {
     }
 
     /// Adds a float32 constant (weights), stored little-endian in `raw_data`.
-    pub fn initializer_f32(
-        &mut self,
-        name: &str,
-        dims: &[i64],
-        data: &[f32],
-    ) -> Result<String, OnnxError> {
+    pub fn initializer_f32(&mut self, name: &str, dims: &[i64], data: &[f32]) -> Result<String, OnnxError> {
         let raw = data.iter().flat_map(|v| v.to_le_bytes()).collect();
         self.initializer(name, dims, data.len(), DataType::Float, raw)
     }
 
     /// Adds an int64 constant (shapes, axes, indices).
-    pub fn initializer_i64(
-        &mut self,
-        name: &str,
-        dims: &[i64],
-        data: &[i64],
-    ) -> Result<String, OnnxError> {
+    pub fn initializer_i64(&mut self, name: &str, dims: &[i64], data: &[i64]) -> Result<String, OnnxError> {
         let raw = data.iter().flat_map(|v| v.to_le_bytes()).collect();
         self.initializer(name, dims, data.len(), DataType::Int64, raw)
     }
@@ -132,12 +109,7 @@ impl GraphBuilder {
     ) -> Result<String, OnnxError> {
         let expected = dims.iter().product::<i64>().max(0) as usize;
         if expected != len {
-            return Err(OnnxError::InitializerSize {
-                name: name.to_owned(),
-                dims: dims.to_vec(),
-                expected,
-                got: len,
-            });
+            return Err(OnnxError::InitializerSize { name: name.to_owned(), dims: dims.to_vec(), expected, got: len });
         }
         self.define(name)?;
         self.graph.initializer.push(TensorProto {
@@ -184,12 +156,7 @@ impl GraphBuilder {
     }
 
     /// Adds a single-output node and returns the generated name of its output.
-    pub fn op(
-        &mut self,
-        op_type: &str,
-        inputs: &[&str],
-        attributes: Vec<AttributeProto>,
-    ) -> Result<String, OnnxError> {
+    pub fn op(&mut self, op_type: &str, inputs: &[&str], attributes: Vec<AttributeProto>) -> Result<String, OnnxError> {
         let output = format!("{}_{}_out", op_type.to_lowercase(), self.next_id);
         self.node(op_type, inputs, &[&output], attributes)?;
         Ok(output)
@@ -201,10 +168,7 @@ impl GraphBuilder {
 
     fn define(&mut self, name: &str) -> Result<(), OnnxError> {
         if !self.defined.insert(name.to_owned()) {
-            return Err(OnnxError::DuplicateName(
-                name.to_owned(),
-                self.graph.name.clone(),
-            ));
+            return Err(OnnxError::DuplicateName(name.to_owned(), self.graph.name.clone()));
         }
         Ok(())
     }
@@ -239,21 +203,11 @@ pub mod attr {
     use super::*;
 
     pub fn int(name: &str, value: i64) -> AttributeProto {
-        AttributeProto {
-            name: name.to_owned(),
-            i: value,
-            r#type: AttributeType::Int as i32,
-            ..Default::default()
-        }
+        AttributeProto { name: name.to_owned(), i: value, r#type: AttributeType::Int as i32, ..Default::default() }
     }
 
     pub fn float(name: &str, value: f32) -> AttributeProto {
-        AttributeProto {
-            name: name.to_owned(),
-            f: value,
-            r#type: AttributeType::Float as i32,
-            ..Default::default()
-        }
+        AttributeProto { name: name.to_owned(), f: value, r#type: AttributeType::Float as i32, ..Default::default() }
     }
 
     pub fn ints(name: &str, values: &[i64]) -> AttributeProto {
@@ -291,24 +245,14 @@ mod tests {
     fn a_name_defined_twice_is_refused() {
         let mut g = GraphBuilder::new("g");
         g.input("x", ElemType::F32, &[Dim::fixed(1)]).unwrap();
-        assert!(matches!(
-            g.initializer_f32("x", &[1], &[1.0]),
-            Err(OnnxError::DuplicateName(..))
-        ));
+        assert!(matches!(g.initializer_f32("x", &[1], &[1.0]), Err(OnnxError::DuplicateName(..))));
     }
 
     #[test]
     fn initializer_data_must_fill_its_shape() {
         let mut g = GraphBuilder::new("g");
         let err = g.initializer_f32("w", &[2, 3], &[0.0; 5]).unwrap_err();
-        assert!(matches!(
-            err,
-            OnnxError::InitializerSize {
-                expected: 6,
-                got: 5,
-                ..
-            }
-        ));
+        assert!(matches!(err, OnnxError::InitializerSize { expected: 6, got: 5, .. }));
     }
 
     #[test]
@@ -327,8 +271,7 @@ mod tests {
         let mut g = GraphBuilder::new("g");
         g.input("x", ElemType::F32, &[Dim::symbolic("n")]).unwrap();
         let r = g.op("Relu", &["x"], vec![]).unwrap();
-        g.output(&r, "y", ElemType::F32, &[Dim::symbolic("n")])
-            .unwrap();
+        g.output(&r, "y", ElemType::F32, &[Dim::symbolic("n")]).unwrap();
         let graph = g.finish();
         assert_eq!(graph.node.last().unwrap().op_type, "Identity");
         assert_eq!(graph.output[0].name, "y");

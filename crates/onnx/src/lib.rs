@@ -35,23 +35,11 @@ pub enum OnnxError {
     #[error("ONNX name `{0}` is defined twice in graph `{1}`")]
     DuplicateName(String, String),
     #[error("node `{node}` reads `{input}`, which is not defined before it in graph `{graph}`")]
-    UndefinedInput {
-        node: String,
-        input: String,
-        graph: String,
-    },
+    UndefinedInput { node: String, input: String, graph: String },
     #[error("graph output `{0}` is not produced by any node, input or initializer")]
     UndefinedOutput(String),
     #[error("initializer `{name}`: shape {dims:?} holds {expected} values but {got} were given")]
-    InitializerSize {
-        name: String,
-        dims: Vec<i64>,
-        expected: usize,
-        got: usize,
-    },
+    InitializerSize { name: String, dims: Vec<i64>, expected: usize, got: usize },
     #[error("writing ONNX model {path}: {source}")]
-    Write {
-        path: std::path::PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: std::path::PathBuf, source: std::io::Error },
 }

@@ -1,6 +1,6 @@
 //! [`Model`]: a graph plus opset, producer and metadata, serialised and written atomically.
 
-use std::{io::Write, path::Path};
+use std::path::Path;
 
 use prost::Message;
 
@@ -30,10 +30,7 @@ impl Model {
                 producer_name: PRODUCER_NAME.to_owned(),
                 producer_version: env!("CARGO_PKG_VERSION").to_owned(),
                 graph: Some(graph),
-                opset_import: vec![OperatorSetIdProto {
-                    domain: String::new(),
-                    version: DEFAULT_OPSET,
-                }],
+                opset_import: vec![OperatorSetIdProto { domain: String::new(), version: DEFAULT_OPSET }],
                 ..Default::default()
             },
         }
@@ -47,10 +44,7 @@ impl Model {
 
     /// Adds a `metadata_props` entry (readable from ORT's model metadata).
     pub fn with_metadata(mut self, key: &str, value: &str) -> Self {
-        self.proto.metadata_props.push(StringStringEntryProto {
-            key: key.to_owned(),
-            value: value.to_owned(),
-        });
+        self.proto.metadata_props.push(StringStringEntryProto { key: key.to_owned(), value: value.to_owned() });
         self
     }
 
@@ -65,19 +59,8 @@ impl Model {
     /// Writes the model next to `path` under a temporary name, then renames it into place, so a
     /// reader never sees half a file.
     pub fn write(&self, path: &Path) -> Result<(), OnnxError> {
-        let write_err = |source| OnnxError::Write {
-            path: path.to_owned(),
-            source,
-        };
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(write_err)?;
-        tmp.write_all(&self.to_bytes()).map_err(write_err)?;
-        tmp.as_file().sync_all().map_err(write_err)?;
-        tmp.persist(path).map_err(|e| write_err(e.error))?;
-        Ok(())
+        xlmc_atomic_file::write(path, &self.to_bytes())
+            .map_err(|source| OnnxError::Write { path: path.to_owned(), source })
     }
 }
 
@@ -91,8 +74,7 @@ mod tests {
         let mut g = GraphBuilder::new("g");
         g.input("x", ElemType::F32, &[Dim::symbolic("n")]).unwrap();
         let y = g.op("Relu", &["x"], vec![]).unwrap();
-        g.output(&y, "y", ElemType::F32, &[Dim::symbolic("n")])
-            .unwrap();
+        g.output(&y, "y", ElemType::F32, &[Dim::symbolic("n")]).unwrap();
         let model = Model::new(g.finish()).with_metadata("xlmc.kind", "test");
 
         let dir = tempfile::tempdir().unwrap();
@@ -101,10 +83,6 @@ mod tests {
         let back = ModelProto::decode(std::fs::read(&path).unwrap().as_slice()).unwrap();
         assert_eq!(&back, model.proto());
         assert_eq!(back.opset_import[0].version, DEFAULT_OPSET);
-        assert_eq!(
-            std::fs::read_dir(dir.path()).unwrap().count(),
-            1,
-            "no temp file left behind"
-        );
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temp file left behind");
     }
 }

@@ -57,21 +57,11 @@ pub enum RuntimeError {
 pub fn locate_library() -> Result<PathBuf, RuntimeError> {
     if let Some(path) = env::var_os(LIBRARY_ENV) {
         let path = PathBuf::from(path);
-        return if path.is_file() {
-            Ok(path)
-        } else {
-            Err(RuntimeError::EnvPathMissing(path))
-        };
+        return if path.is_file() { Ok(path) } else { Err(RuntimeError::EnvPathMissing(path)) };
     }
-    let exe_dir = env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(Path::to_path_buf));
+    let exe_dir = env::current_exe().ok().and_then(|exe| exe.parent().map(Path::to_path_buf));
     let candidates = candidate_paths(exe_dir.as_deref(), BUILD_DEPS_DIR.map(Path::new));
-    candidates
-        .iter()
-        .find(|p| p.is_file())
-        .cloned()
-        .ok_or(RuntimeError::NotFound(candidates))
+    candidates.iter().find(|p| p.is_file()).cloned().ok_or(RuntimeError::NotFound(candidates))
 }
 
 fn candidate_paths(exe_dir: Option<&Path>, build_deps: Option<&Path>) -> Vec<PathBuf> {
@@ -79,10 +69,7 @@ fn candidate_paths(exe_dir: Option<&Path>, build_deps: Option<&Path>) -> Vec<Pat
     if let Some(dir) = exe_dir {
         paths.push(dir.join(LIBRARY_FILE));
         paths.push(dir.join("../lib").join(LIBRARY_FILE));
-        paths.extend(
-            dir.ancestors()
-                .map(|a| a.join(".deps").join(DEPS_RELATIVE).join(LIBRARY_FILE)),
-        );
+        paths.extend(dir.ancestors().map(|a| a.join(".deps").join(DEPS_RELATIVE).join(LIBRARY_FILE)));
     }
     if let Some(deps) = build_deps {
         paths.push(deps.join(DEPS_RELATIVE).join(LIBRARY_FILE));
@@ -97,17 +84,12 @@ pub fn environment() -> Result<&'static Environment, RuntimeError> {
     let loaded = ENVIRONMENT.get_or_init(|| {
         let path = locate_library().map_err(|e| e.to_string())?;
         tracing::debug!(path = %path.display(), "loading ONNX Runtime");
-        let builder =
-            ort::init_from(&path).map_err(|e| format!("loading {}: {e}", path.display()))?;
-        builder
-            .with_name("xlmc")
-            .build()
-            .map_err(|e| format!("creating ORT environment: {e}"))
+        let builder = ort::init_from(&path).map_err(|e| format!("loading {}: {e}", path.display()))?;
+        builder.with_name("xlmc").build().map_err(|e| format!("creating ORT environment: {e}"))
     });
-    loaded.as_ref().map_err(|message| RuntimeError::Load {
-        path: locate_library().unwrap_or_default(),
-        message: message.clone(),
-    })
+    loaded
+        .as_ref()
+        .map_err(|message| RuntimeError::Load { path: locate_library().unwrap_or_default(), message: message.clone() })
 }
 
 /// How sessions are built: the same optimisation level and threading everywhere.
@@ -132,16 +114,11 @@ impl SessionOptions {
         Ok(self.builder(env)?.commit_from_memory(model)?)
     }
 
-    fn builder(
-        &self,
-        env: &Environment,
-    ) -> Result<ort::session::builder::SessionBuilder, ort::Error> {
+    fn builder(&self, env: &Environment) -> Result<ort::session::builder::SessionBuilder, ort::Error> {
         let builder = Session::builder(env)?
             .with_optimization_level(GraphOptimizationLevel::Level3)
             .map_err(ort::Error::<()>::from)?;
-        builder
-            .with_intra_threads(self.intra_threads)
-            .map_err(ort::Error::<()>::from)
+        builder.with_intra_threads(self.intra_threads).map_err(ort::Error::<()>::from)
     }
 }
 
@@ -152,22 +129,14 @@ mod tests {
     #[test]
     fn checkout_layout_is_searched_upwards_from_the_binary() {
         let paths = candidate_paths(Some(Path::new("/repo/target/release")), None);
-        assert!(paths.contains(&PathBuf::from(
-            "/repo/.deps/onnxruntime/capi/libonnxruntime.so.1.30.0"
-        )));
-        assert_eq!(
-            paths[0],
-            PathBuf::from("/repo/target/release/libonnxruntime.so.1.30.0")
-        );
+        assert!(paths.contains(&PathBuf::from("/repo/.deps/onnxruntime/capi/libonnxruntime.so.1.30.0")));
+        assert_eq!(paths[0], PathBuf::from("/repo/target/release/libonnxruntime.so.1.30.0"));
     }
 
     #[test]
     fn build_checkout_is_the_last_resort() {
         let paths = candidate_paths(Some(Path::new("/opt/x/bin")), Some(Path::new("/src/.deps")));
-        assert_eq!(
-            paths.last().unwrap(),
-            &PathBuf::from("/src/.deps/onnxruntime/capi/libonnxruntime.so.1.30.0")
-        );
+        assert_eq!(paths.last().unwrap(), &PathBuf::from("/src/.deps/onnxruntime/capi/libonnxruntime.so.1.30.0"));
     }
 
     #[test]

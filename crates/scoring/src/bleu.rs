@@ -49,11 +49,8 @@ impl BleuStats {
         let hyp_tokens: Vec<&str> = hyp.split(' ').filter(|t| !t.is_empty()).collect();
         let ref_tokens: Vec<&str> = reference.split(' ').filter(|t| !t.is_empty()).collect();
         let ref_counts = ngram_counts(&ref_tokens);
-        let mut stats = BleuStats {
-            hyp_len: hyp_tokens.len() as u64,
-            ref_len: ref_tokens.len() as u64,
-            ..Default::default()
-        };
+        let mut stats =
+            BleuStats { hyp_len: hyp_tokens.len() as u64, ref_len: ref_tokens.len() as u64, ..Default::default() };
         for (gram, count) in ngram_counts(&hyp_tokens) {
             let n = gram.len() - 1;
             stats.total[n] += count;
@@ -66,11 +63,7 @@ impl BleuStats {
     pub fn score(&self) -> BleuScore {
         let (sys_len, ref_len) = (self.hyp_len as f64, self.ref_len as f64);
         let bp = if self.hyp_len < self.ref_len {
-            if self.hyp_len > 0 {
-                (1.0 - ref_len / sys_len).exp()
-            } else {
-                0.0
-            }
+            if self.hyp_len > 0 { (1.0 - ref_len / sys_len).exp() } else { 0.0 }
         } else {
             1.0
         };
@@ -89,18 +82,10 @@ impl BleuStats {
                     100.0 * self.correct[n] as f64 / self.total[n] as f64
                 };
             }
-            let log_sum: f64 = precisions
-                .iter()
-                .map(|&p| if p == 0.0 { LOG_ZERO } else { p.ln() })
-                .sum();
+            let log_sum: f64 = precisions.iter().map(|&p| if p == 0.0 { LOG_ZERO } else { p.ln() }).sum();
             score = bp * (log_sum / MAX_ORDER as f64).exp();
         }
-        BleuScore {
-            score,
-            precisions,
-            bp,
-            stats: *self,
-        }
+        BleuScore { score, precisions, bp, stats: *self }
     }
 }
 
@@ -119,11 +104,7 @@ pub struct BleuScore {
 impl BleuScore {
     /// Hypothesis length over reference length (0 when the reference is empty).
     pub fn ratio(&self) -> f64 {
-        if self.stats.ref_len == 0 {
-            0.0
-        } else {
-            self.stats.hyp_len as f64 / self.stats.ref_len as f64
-        }
+        if self.stats.ref_len == 0 { 0.0 } else { self.stats.hyp_len as f64 / self.stats.ref_len as f64 }
     }
 }
 
@@ -145,10 +126,7 @@ impl fmt::Display for BleuScore {
 }
 
 /// Corpus BLEU of `hypotheses` against one reference each.
-pub fn corpus_bleu<H: AsRef<str>, R: AsRef<str>>(
-    hypotheses: &[H],
-    references: &[R],
-) -> Result<BleuScore, ScoreError> {
+pub fn corpus_bleu<H: AsRef<str>, R: AsRef<str>>(hypotheses: &[H], references: &[R]) -> Result<BleuScore, ScoreError> {
     check_lengths(hypotheses.len(), references.len())?;
     let mut stats = BleuStats::default();
     for (hyp, reference) in hypotheses.iter().zip(references) {
@@ -179,8 +157,7 @@ mod tests {
 
         // hyp "a b x d e" vs ref "a b c d e": p1 = 4/5, p2 = 2/4, p3: 0/3 → 100/(2·3), p4: 0/2 → 100/(4·2).
         let s = corpus_bleu(&["a b x d e"], &["a b c d e"]).unwrap();
-        let expected =
-            ((80.0f64).ln() + (50.0f64).ln() + (100.0f64 / 6.0).ln() + (12.5f64).ln()) / 4.0;
+        let expected = ((80.0f64).ln() + (50.0f64).ln() + (100.0f64 / 6.0).ln() + (12.5f64).ln()) / 4.0;
         assert!((s.score - expected.exp()).abs() < 1e-9, "{s}");
     }
 
@@ -188,10 +165,7 @@ mod tests {
     fn mismatched_lengths_are_an_error() {
         assert_eq!(
             corpus_bleu(&["a", "b"], &["a"]).unwrap_err(),
-            ScoreError::LengthMismatch {
-                hypotheses: 2,
-                references: 1
-            }
+            ScoreError::LengthMismatch { hypotheses: 2, references: 1 }
         );
     }
 

@@ -43,16 +43,9 @@ impl ChrfStats {
         for (i, order) in stats.orders.iter_mut().enumerate() {
             let (hyp_grams, ref_grams) = (char_ngrams(&hyp, i + 1), char_ngrams(&reference, i + 1));
             let hyp_count: u64 = hyp_grams.values().sum();
-            let matches: u64 = hyp_grams
-                .iter()
-                .map(|(g, &c)| c.min(ref_grams.get(g).copied().unwrap_or(0)))
-                .sum();
+            let matches: u64 = hyp_grams.iter().map(|(g, &c)| c.min(ref_grams.get(g).copied().unwrap_or(0))).sum();
             // sacreBLEU counts no hypothesis n-grams for an order the reference lacks.
-            *order = [
-                if ref_grams.is_empty() { 0 } else { hyp_count },
-                ref_grams.values().sum(),
-                matches,
-            ];
+            *order = [if ref_grams.is_empty() { 0 } else { hyp_count }, ref_grams.values().sum(), matches];
         }
         stats
     }
@@ -78,10 +71,7 @@ impl ChrfStats {
         } else {
             0.0
         };
-        ChrfScore {
-            score,
-            stats: *self,
-        }
+        ChrfScore { score, stats: *self }
     }
 }
 
@@ -100,10 +90,7 @@ impl fmt::Display for ChrfScore {
 }
 
 /// Corpus chrF of `hypotheses` against one reference each.
-pub fn corpus_chrf<H: AsRef<str>, R: AsRef<str>>(
-    hypotheses: &[H],
-    references: &[R],
-) -> Result<ChrfScore, ScoreError> {
+pub fn corpus_chrf<H: AsRef<str>, R: AsRef<str>>(hypotheses: &[H], references: &[R]) -> Result<ChrfScore, ScoreError> {
     check_lengths(hypotheses.len(), references.len())?;
     let mut stats = ChrfStats::default();
     for (hyp, reference) in hypotheses.iter().zip(references) {

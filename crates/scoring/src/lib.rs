@@ -28,24 +28,12 @@ pub const SACREBLEU_VERSION: &str = "2.6.0";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScoreError {
-    #[error(
-        "{hypotheses} hypotheses but {references} references: every hypothesis needs exactly one reference"
-    )]
-    LengthMismatch {
-        hypotheses: usize,
-        references: usize,
-    },
+    #[error("{hypotheses} hypotheses but {references} references: every hypothesis needs exactly one reference")]
+    LengthMismatch { hypotheses: usize, references: usize },
 }
 
 fn check_lengths(hypotheses: usize, references: usize) -> Result<(), ScoreError> {
-    if hypotheses == references {
-        Ok(())
-    } else {
-        Err(ScoreError::LengthMismatch {
-            hypotheses,
-            references,
-        })
-    }
+    if hypotheses == references { Ok(()) } else { Err(ScoreError::LengthMismatch { hypotheses, references }) }
 }
 
 /// Python's `str.isspace` for one character: Unicode White_Space plus the four ASCII
@@ -80,10 +68,7 @@ mod tests {
 
     #[test]
     fn python_whitespace_includes_information_separators() {
-        assert_eq!(
-            python_split("a\u{1f}b\u{a0}c  d\u{2003}").collect::<Vec<_>>(),
-            ["a", "b", "c", "d"]
-        );
+        assert_eq!(python_split("a\u{1f}b\u{a0}c  d\u{2003}").collect::<Vec<_>>(), ["a", "b", "c", "d"]);
         assert_eq!(python_rstrip("x \t\u{1c}\r"), "x");
     }
 

@@ -42,32 +42,21 @@ pub async fn serve_metrics(
         let handle = handle.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| respond(req, handle.clone()));
-            if let Err(error) = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
+            if let Err(error) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
                 tracing::debug!(%error, "metrics endpoint: connection ended with an error");
             }
         });
     }
 }
 
-async fn respond(
-    req: Request<Incoming>,
-    handle: PrometheusHandle,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn respond(req: Request<Incoming>, handle: PrometheusHandle) -> Result<Response<Full<Bytes>>, Infallible> {
     let (status, body) = match (req.method(), req.uri().path()) {
         (&Method::GET, METRICS_PATH) => (StatusCode::OK, handle.render()),
         (_, METRICS_PATH) => (StatusCode::METHOD_NOT_ALLOWED, String::from("use GET\n")),
-        _ => (
-            StatusCode::NOT_FOUND,
-            format!("metrics are at {METRICS_PATH}\n"),
-        ),
+        _ => (StatusCode::NOT_FOUND, format!("metrics are at {METRICS_PATH}\n")),
     };
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(TEXT_FORMAT));
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(TEXT_FORMAT));
     Ok(response)
 }

@@ -17,17 +17,14 @@ impl std::str::FromStr for LogFormat {
         match s {
             "text" => Ok(LogFormat::Text),
             "json" => Ok(LogFormat::Json),
-            other => Err(format!(
-                "unknown log format `{other}` (expected `text` or `json`)"
-            )),
+            other => Err(format!("unknown log format `{other}` (expected `text` or `json`)")),
         }
     }
 }
 
 /// Logs to stderr; `RUST_LOG` overrides `default_filter` (e.g. `info`, `xlmc_server=debug`).
 pub fn init_logging(format: LogFormat, default_filter: &str) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
     // A second call (tests running several entry points in one process) keeps the first setup.
     let _ = match format {

@@ -23,16 +23,14 @@ pub mod names {
 }
 
 /// Latency buckets in seconds: 1 ms to 30 s, dense where interactive translation lives.
-pub const DURATION_BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-];
+pub const DURATION_BUCKETS: &[f64] =
+    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 /// Batch-size buckets (rows per decoding step).
 pub const SIZE_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
 
 /// Installs the global recorder and describes every metric. Call once per process.
 pub fn install_metrics() -> Result<PrometheusHandle, TelemetryError> {
-    let install =
-        |e: metrics_exporter_prometheus::BuildError| TelemetryError::Install(e.to_string());
+    let install = |e: metrics_exporter_prometheus::BuildError| TelemetryError::Install(e.to_string());
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), DURATION_BUCKETS)
         .map_err(install)?
@@ -47,39 +45,16 @@ pub fn install_metrics() -> Result<PrometheusHandle, TelemetryError> {
 
 fn describe_all() {
     use names::*;
-    describe_counter!(
-        REQUESTS_TOTAL,
-        "Finished RPCs by model, method and gRPC status code."
-    );
-    describe_histogram!(
-        REQUEST_DURATION,
-        Unit::Seconds,
-        "RPC time from arrival to reply."
-    );
-    describe_histogram!(
-        QUEUE_DURATION,
-        Unit::Seconds,
-        "Time a sentence waited before joining a batch."
-    );
+    describe_counter!(REQUESTS_TOTAL, "Finished RPCs by model, method and gRPC status code.");
+    describe_histogram!(REQUEST_DURATION, Unit::Seconds, "RPC time from arrival to reply.");
+    describe_histogram!(QUEUE_DURATION, Unit::Seconds, "Time a sentence waited before joining a batch.");
     describe_gauge!(QUEUE_DEPTH, "Sentences waiting to join a batch.");
     describe_histogram!(BATCH_SIZE, "Active rows per decoding step.");
     describe_counter!(SENTENCES_TOTAL, "Sentences translated.");
     describe_counter!(DECODE_STEPS_TOTAL, "Decoder steps run.");
-    describe_counter!(
-        GENERATED_TOKENS_TOTAL,
-        "Tokens generated (end-of-sentence excluded)."
-    );
+    describe_counter!(GENERATED_TOKENS_TOTAL, "Tokens generated (end-of-sentence excluded).");
     describe_gauge!(MODELS_LOADED, "Models currently serving.");
-    describe_gauge!(
-        SHADOW_BLEU,
-        "BLEU of a student's output against its teacher's on shadowed traffic."
-    );
-    describe_gauge!(
-        SHADOW_LATENCY_RATIO,
-        "Student latency divided by teacher latency on shadowed traffic."
-    );
-    describe_gauge!(
-        BUILD_INFO,
-        "Always 1; the version label says which xlmc runs."
-    );
+    describe_gauge!(SHADOW_BLEU, "BLEU of a student's output against its teacher's on shadowed traffic.");
+    describe_gauge!(SHADOW_LATENCY_RATIO, "Student latency divided by teacher latency on shadowed traffic.");
+    describe_gauge!(BUILD_INFO, "Always 1; the version label says which xlmc runs.");
 }
