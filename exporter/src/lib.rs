@@ -8,6 +8,7 @@ pub mod data;
 pub mod doctor;
 pub mod pipeline;
 pub mod score;
+pub mod tokenizer;
 pub mod torch_device;
 
 use cli::{Cli, Command};
@@ -21,6 +22,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Data(command) => data::run(&command),
+        Command::Tokenizer(command) => tokenizer::run(&command),
         Command::Score(args) => {
             print!("{}", score::run(&args)?);
             Ok(())

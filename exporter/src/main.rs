@@ -1,8 +1,17 @@
+use std::process::ExitCode;
+
 use clap::Parser;
 use xlmc_exporter::cli::Cli;
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     xlmc_telemetry::init_logging(cli.log_format, "info");
-    xlmc_exporter::run(cli)
+    match xlmc_exporter::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // One line, the whole chain of causes: what failed and on which input.
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

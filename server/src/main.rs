@@ -1,10 +1,21 @@
+use std::process::ExitCode;
+
 use clap::Parser;
 use xlmc_server::Settings;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     let settings = Settings::parse();
     xlmc_telemetry::init_logging(settings.log_format, "info");
-    settings.validate()?;
-    xlmc_server::run(settings).await
+    let result = match settings.validate() {
+        Ok(()) => xlmc_server::run(settings).await,
+        Err(error) => Err(error),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -2,6 +2,8 @@
 //! environment, so they also prove that nothing needs exporting by hand.
 
 mod binaries;
+mod data;
+mod fastbpe;
 mod grpc;
 mod metrics;
 mod onnx_runtime;

@@ -2,7 +2,7 @@
 
 use std::{collections::HashMap, fmt};
 
-use crate::{ScoreError, check_lengths, python_rstrip, tokenize_13a};
+use crate::{ScoreError, corpus_stats, python_rstrip, tokenize_13a};
 
 const MAX_ORDER: usize = 4;
 /// sacreBLEU's `my_log(0)`: a floor instead of −∞.
@@ -127,12 +127,7 @@ impl fmt::Display for BleuScore {
 
 /// Corpus BLEU of `hypotheses` against one reference each.
 pub fn corpus_bleu<H: AsRef<str>, R: AsRef<str>>(hypotheses: &[H], references: &[R]) -> Result<BleuScore, ScoreError> {
-    check_lengths(hypotheses.len(), references.len())?;
-    let mut stats = BleuStats::default();
-    for (hyp, reference) in hypotheses.iter().zip(references) {
-        stats += BleuStats::sentence(hyp.as_ref(), reference.as_ref());
-    }
-    Ok(stats.score())
+    Ok(corpus_stats(hypotheses, references, BleuStats::sentence)?.score())
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use std::{collections::HashMap, fmt};
 
-use crate::{ScoreError, check_lengths, python_split};
+use crate::{ScoreError, corpus_stats, python_split};
 
 const CHAR_ORDER: usize = 6;
 const BETA: f64 = 2.0;
@@ -91,12 +91,7 @@ impl fmt::Display for ChrfScore {
 
 /// Corpus chrF of `hypotheses` against one reference each.
 pub fn corpus_chrf<H: AsRef<str>, R: AsRef<str>>(hypotheses: &[H], references: &[R]) -> Result<ChrfScore, ScoreError> {
-    check_lengths(hypotheses.len(), references.len())?;
-    let mut stats = ChrfStats::default();
-    for (hyp, reference) in hypotheses.iter().zip(references) {
-        stats += ChrfStats::sentence(hyp.as_ref(), reference.as_ref());
-    }
-    Ok(stats.score())
+    Ok(corpus_stats(hypotheses, references, ChrfStats::sentence)?.score())
 }
 
 #[cfg(test)]

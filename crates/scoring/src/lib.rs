@@ -32,8 +32,20 @@ pub enum ScoreError {
     LengthMismatch { hypotheses: usize, references: usize },
 }
 
-fn check_lengths(hypotheses: usize, references: usize) -> Result<(), ScoreError> {
-    if hypotheses == references { Ok(()) } else { Err(ScoreError::LengthMismatch { hypotheses, references }) }
+/// Sums per-sentence sufficient statistics over a corpus (one reference per hypothesis).
+fn corpus_stats<H: AsRef<str>, R: AsRef<str>, S: Default + std::ops::AddAssign>(
+    hypotheses: &[H],
+    references: &[R],
+    sentence: fn(&str, &str) -> S,
+) -> Result<S, ScoreError> {
+    if hypotheses.len() != references.len() {
+        return Err(ScoreError::LengthMismatch { hypotheses: hypotheses.len(), references: references.len() });
+    }
+    let mut stats = S::default();
+    for (hypothesis, reference) in hypotheses.iter().zip(references) {
+        stats += sentence(hypothesis.as_ref(), reference.as_ref());
+    }
+    Ok(stats)
 }
 
 /// Python's `str.isspace` for one character: Unicode White_Space plus the four ASCII
