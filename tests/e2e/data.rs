@@ -89,3 +89,23 @@ fn bad_corpus_requests_are_clear() {
     assert!(text.contains("a.fr: has 1 lines but") && text.contains("a.en has 2"), "{text}");
     assert!(!dir.path().join("out").join("MANIFEST.json").exists());
 }
+
+#[test]
+fn fetch_without_apt_get_names_the_tool_and_leaves_no_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("en-fr");
+    // PATH names an empty folder, so apt-get cannot be found (and nothing is downloaded).
+    let empty = dir.path().join("empty-bin");
+    std::fs::create_dir(&empty).unwrap();
+    let output = Command::new(binary("exporter"))
+        .env_clear()
+        .env("PATH", &empty)
+        .args(["data", "fetch", "--pair", "en-fr", "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let (ok, text) = (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned());
+    assert!(!ok);
+    assert!(text.contains("apt-get is needed to fetch LibreOffice help but was not found"), "{text}");
+    let left: Vec<_> = std::fs::read_dir(&out).map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "partial output left behind: {left:?}");
+}
