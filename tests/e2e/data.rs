@@ -106,6 +106,7 @@ fn fetch_without_apt_get_names_the_tool_and_leaves_no_files() {
     let (ok, text) = (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned());
     assert!(!ok);
     assert!(text.contains("apt-get is needed to fetch LibreOffice help but was not found"), "{text}");
-    let left: Vec<_> = std::fs::read_dir(&out).map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect()).unwrap_or_default();
+    let left: Vec<_> =
+        std::fs::read_dir(&out).map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect()).unwrap_or_default();
     assert!(left.is_empty(), "partial output left behind: {left:?}");
 }
