@@ -1,0 +1,584 @@
+//! [`Search`]: greedy and beam search over a batch whose finished rows leave at once.
+
+use std::{cmp::Ordering, collections::HashMap};
+
+use crate::{DecodeError, DecodeOptions, EOS_ID, StepModel};
+
+/// Why a hypothesis ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    /// The model chose end-of-sentence.
+    Eos,
+    /// The sentence reached its maximum length; EOS was forced (its log-probability not added).
+    MaxLength,
+}
+
+/// One finished translation, in token ids (EOS excluded).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hypothesis {
+    pub tokens: Vec<u32>,
+    /// Sum of the chosen tokens' log-probabilities (EOS included when the model chose it).
+    pub log_prob: f32,
+    /// What the search ranked by: `log_prob / (tokens + 1)^length_penalty`.
+    pub score: f32,
+    pub finish: Finish,
+}
+
+/// A sentence that completed during a [`Search::step`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finished {
+    /// The id given to [`Search::join`].
+    pub id: u64,
+    pub hypothesis: Hypothesis,
+    /// Decoder steps this sentence took part in.
+    pub steps: usize,
+}
+
+/// One model row: a partial hypothesis of sentence `id`.
+#[derive(Debug, Clone)]
+struct Row {
+    id: u64,
+    tokens: Vec<u32>,
+    log_prob: f32,
+}
+
+#[derive(Debug)]
+struct Sentence {
+    max_tokens: usize,
+    steps: usize,
+    /// Beam search: the best `beam_size` finished hypotheses so far.
+    finished: Vec<Hypothesis>,
+}
+
+/// Decoding in progress over a model state; sentences join between steps and leave when done.
+///
+/// Invariant: with beam size K, the rows of a sentence are K consecutive state rows.
+#[derive(Debug)]
+pub struct Search<S> {
+    options: DecodeOptions,
+    state: Option<S>,
+    rows: Vec<Row>,
+    sentences: HashMap<u64, Sentence>,
+}
+
+impl<S> Search<S> {
+    /// A search with no sentence yet; `beam_size` 0 is refused when sentences join.
+    pub fn new(options: DecodeOptions) -> Self {
+        Self { options, state: None, rows: Vec::new(), sentences: HashMap::new() }
+    }
+
+    /// No sentence is being decoded.
+    pub fn is_empty(&self) -> bool {
+        self.sentences.is_empty()
+    }
+
+    /// Sentences being decoded.
+    pub fn active_sentences(&self) -> usize {
+        self.sentences.len()
+    }
+
+    /// Model rows the next step will run (sentences × beam).
+    pub fn active_rows(&self) -> usize {
+        self.rows.len()
+    }
+}
+
+type StepResult<T, M> = Result<T, DecodeError<<M as StepModel>::Error>>;
+
+impl<S> Search<S> {
+    /// Encodes `sentences` (caller's id, source tokens) and adds them to the batch; they take
+    /// part from the next step on.
+    pub fn join<M: StepModel<State = S>>(
+        &mut self,
+        model: &mut M,
+        sentences: Vec<(u64, Vec<u32>)>,
+    ) -> StepResult<(), M> {
+        if self.options.beam_size == 0 {
+            return Err(DecodeError::ZeroBeam);
+        }
+        if sentences.is_empty() {
+            return Ok(());
+        }
+        let mut ids = std::collections::HashSet::new();
+        for (id, _) in &sentences {
+            if self.sentences.contains_key(id) || !ids.insert(*id) {
+                return Err(DecodeError::DuplicateId(*id));
+            }
+        }
+        let sources: Vec<Vec<u32>> = sentences.iter().map(|(_, s)| s.clone()).collect();
+        let mut state = model.encode(&sources).map_err(DecodeError::Model)?;
+        let k = self.options.beam_size;
+        if k > 1 {
+            let rows: Vec<usize> = (0..sources.len()).flat_map(|i| std::iter::repeat_n(i, k)).collect();
+            model.select(&mut state, &rows).map_err(DecodeError::Model)?;
+        }
+        for (id, source) in sentences {
+            let max_tokens = self.options.max_tokens(source.len());
+            self.sentences.insert(id, Sentence { max_tokens, steps: 0, finished: Vec::new() });
+            // Beams start identical; only the first may expand at the first step.
+            for beam in 0..k {
+                let log_prob = if beam == 0 { 0.0 } else { f32::NEG_INFINITY };
+                self.rows.push(Row { id, tokens: Vec::new(), log_prob });
+            }
+        }
+        match self.state.as_mut() {
+            None => self.state = Some(state),
+            Some(existing) => model.append(existing, state).map_err(DecodeError::Model)?,
+        }
+        Ok(())
+    }
+
+    /// Runs one decoder step for every active row; returns the sentences that finished. Their
+    /// rows are removed from the model state before this returns.
+    pub fn step<M: StepModel<State = S>>(&mut self, model: &mut M) -> StepResult<Vec<Finished>, M> {
+        let Some(mut state) = self.state.take() else { return Ok(Vec::new()) };
+        let last: Vec<u32> = self.rows.iter().map(|r| r.tokens.last().copied().unwrap_or(EOS_ID)).collect();
+        let log_probs = model.step(&mut state, &last).map_err(DecodeError::Model)?;
+        let vocab = model.vocab_size();
+        if log_probs.len() != self.rows.len() * vocab {
+            self.state = Some(state);
+            return Err(DecodeError::Shape { got: log_probs.len(), rows: self.rows.len(), vocab });
+        }
+        let rows = std::mem::take(&mut self.rows);
+        let (next, keep, finished) = if self.options.beam_size == 1 {
+            self.greedy(rows, &log_probs, vocab)
+        } else {
+            self.beam(rows, &log_probs, vocab)
+        };
+        for done in &finished {
+            self.sentences.remove(&done.id);
+        }
+        self.rows = next;
+        if self.rows.is_empty() {
+            return Ok(finished); // the state, with every cache of this batch, is dropped
+        }
+        if keep.len() != last.len() || keep.iter().enumerate().any(|(i, &r)| i != r) {
+            model.select(&mut state, &keep).map_err(DecodeError::Model)?;
+        }
+        self.state = Some(state);
+        Ok(finished)
+    }
+
+    fn greedy(&mut self, rows: Vec<Row>, log_probs: &[f32], vocab: usize) -> (Vec<Row>, Vec<usize>, Vec<Finished>) {
+        let (mut next, mut keep, mut finished) = (Vec::new(), Vec::new(), Vec::new());
+        for (r, mut row) in rows.into_iter().enumerate() {
+            let (token, log_prob) = argmax(&log_probs[r * vocab..(r + 1) * vocab]);
+            let sentence = self.sentences.get_mut(&row.id).expect("row of an active sentence");
+            sentence.steps += 1;
+            let finish = if token == EOS_ID {
+                row.log_prob += log_prob;
+                Some(Finish::Eos)
+            } else {
+                row.tokens.push(token);
+                row.log_prob += log_prob;
+                (row.tokens.len() >= sentence.max_tokens).then_some(Finish::MaxLength)
+            };
+            match finish {
+                Some(finish) => {
+                    let score = self.options.score(row.log_prob, row.tokens.len());
+                    let hypothesis = Hypothesis { tokens: row.tokens, log_prob: row.log_prob, score, finish };
+                    finished.push(Finished { id: row.id, hypothesis, steps: sentence.steps });
+                }
+                None => {
+                    keep.push(r);
+                    next.push(row);
+                }
+            }
+        }
+        (next, keep, finished)
+    }
+
+    fn beam(&mut self, rows: Vec<Row>, log_probs: &[f32], vocab: usize) -> (Vec<Row>, Vec<usize>, Vec<Finished>) {
+        let k = self.options.beam_size;
+        let (mut next, mut keep, mut finished) = (Vec::new(), Vec::new(), Vec::new());
+        for (group, beams) in rows.chunks(k).enumerate() {
+            let base = group * k;
+            let id = beams[0].id;
+            let options = self.options;
+            let sentence = self.sentences.get_mut(&id).expect("rows of an active sentence");
+            sentence.steps += 1;
+            let length = beams[0].tokens.len() + 1; // tokens after this step, EOS not counted
+            let at_max = length >= sentence.max_tokens;
+
+            let mut candidates = Vec::with_capacity(k * vocab);
+            for (b, beam) in beams.iter().enumerate().filter(|(_, beam)| beam.log_prob > f32::NEG_INFINITY) {
+                let row_log_probs = &log_probs[(base + b) * vocab..(base + b + 1) * vocab];
+                for (token, &lp) in row_log_probs.iter().enumerate() {
+                    if lp > f32::NEG_INFINITY {
+                        candidates.push(Candidate { log_prob: beam.log_prob + lp, beam: b, token: token as u32 });
+                    }
+                }
+            }
+            let best = top(&mut candidates, 2 * k);
+
+            // Walk the best 2K: EOS continuations finish; the first K others go on (or, at the
+            // maximum length, finish with EOS forced).
+            let mut alive = Vec::with_capacity(k);
+            for candidate in best {
+                let beam = &beams[candidate.beam];
+                if candidate.token == EOS_ID || at_max {
+                    let mut tokens = beam.tokens.clone();
+                    let finish = if candidate.token == EOS_ID {
+                        Finish::Eos
+                    } else {
+                        tokens.push(candidate.token);
+                        Finish::MaxLength
+                    };
+                    let score = options.score(candidate.log_prob, tokens.len());
+                    keep_best(
+                        &mut sentence.finished,
+                        Hypothesis { tokens, log_prob: candidate.log_prob, score, finish },
+                        k,
+                    );
+                } else {
+                    alive.push(candidate);
+                }
+                if alive.len() == k {
+                    break;
+                }
+            }
+
+            let done = at_max
+                || alive.is_empty()
+                || (sentence.finished.len() >= k
+                    && sentence.finished.iter().map(|h| h.score).fold(f32::INFINITY, f32::min)
+                        >= options.score(alive[0].log_prob, length));
+            if done {
+                let best = sentence.finished.iter().cloned().reduce(|a, b| if b.score > a.score { b } else { a });
+                let hypothesis = best.expect("a finished sentence has a hypothesis");
+                finished.push(Finished { id, hypothesis, steps: sentence.steps });
+                continue;
+            }
+            // Fewer than K continuations only happens with a vocabulary smaller than K: pad
+            // with dead copies to keep K rows per sentence.
+            for slot in 0..k {
+                let (candidate, dead) = match alive.get(slot) {
+                    Some(c) => (*c, false),
+                    None => (alive[0], true),
+                };
+                let beam = &beams[candidate.beam];
+                let mut tokens = beam.tokens.clone();
+                tokens.push(candidate.token);
+                let log_prob = if dead { f32::NEG_INFINITY } else { candidate.log_prob };
+                keep.push(base + candidate.beam);
+                next.push(Row { id, tokens, log_prob });
+            }
+        }
+        (next, keep, finished)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Candidate {
+    log_prob: f32,
+    beam: usize,
+    token: u32,
+}
+
+/// Best first; ties go to the lower beam, then the lower token id, so results never depend on
+/// sort stability or batch composition.
+fn rank(a: &Candidate, b: &Candidate) -> Ordering {
+    b.log_prob.total_cmp(&a.log_prob).then(a.beam.cmp(&b.beam)).then(a.token.cmp(&b.token))
+}
+
+/// The `n` best candidates, best first.
+fn top(candidates: &mut Vec<Candidate>, n: usize) -> Vec<Candidate> {
+    if candidates.len() > n {
+        candidates.select_nth_unstable_by(n, rank);
+        candidates.truncate(n);
+    }
+    candidates.sort_by(rank);
+    std::mem::take(candidates)
+}
+
+/// Arg-max, lowest id on ties; NaN counts as −∞.
+fn argmax(log_probs: &[f32]) -> (u32, f32) {
+    let mut best = (0u32, f32::NEG_INFINITY);
+    for (token, &lp) in log_probs.iter().enumerate() {
+        if lp > best.1 {
+            best = (token as u32, lp);
+        }
+    }
+    best
+}
+
+/// Adds a finished hypothesis, keeping the best `k` (on equal scores the earlier one stays).
+fn keep_best(finished: &mut Vec<Hypothesis>, hypothesis: Hypothesis, k: usize) {
+    finished.push(hypothesis);
+    if finished.len() > k {
+        let worst = finished
+            .iter()
+            .enumerate()
+            .rev()
+            .min_by(|a, b| a.1.score.total_cmp(&b.1.score))
+            .map(|(i, _)| i)
+            .expect("non-empty");
+        finished.remove(worst);
+    }
+}
+
+/// Decodes every source (one batch) and returns their hypotheses in input order.
+pub fn decode<M: StepModel>(
+    model: &mut M,
+    sources: &[Vec<u32>],
+    options: DecodeOptions,
+) -> StepResult<Vec<Hypothesis>, M> {
+    let mut search = Search::new(options);
+    search.join(model, sources.iter().cloned().enumerate().map(|(i, s)| (i as u64, s)).collect())?;
+    let mut out: Vec<Option<Hypothesis>> = vec![None; sources.len()];
+    while !search.is_empty() {
+        for done in search.step(model)? {
+            out[done.id as usize] = Some(done.hypothesis);
+        }
+    }
+    Ok(out.into_iter().map(|h| h.expect("every sentence finishes within its maximum length")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{MaxLength, testing::ScriptedModel};
+
+    const VOCAB: usize = 24;
+
+    /// 200 sources of 0–29 tokens (ids ≥ 4, like real text).
+    fn sources() -> Vec<Vec<u32>> {
+        (0..200u32).map(|i| (0..(i * 7 % 30)).map(|j| 4 + (i * 31 + j * 7) % 20).collect()).collect()
+    }
+
+    fn decode_in_batches(sources: &[Vec<u32>], batch: usize, options: DecodeOptions) -> Vec<Hypothesis> {
+        let mut model = ScriptedModel::new(VOCAB);
+        sources.chunks(batch).flat_map(|chunk| decode(&mut model, chunk, options).unwrap()).collect()
+    }
+
+    #[test]
+    fn every_sentence_is_identical_at_batch_1_7_and_64() {
+        let sources = sources();
+        for beam_size in [1, 4] {
+            let options = DecodeOptions { beam_size, ..Default::default() };
+            let one = decode_in_batches(&sources, 1, options);
+            assert_eq!(decode_in_batches(&sources, 7, options), one, "beam {beam_size}, batch 7");
+            assert_eq!(decode_in_batches(&sources, 64, options), one, "beam {beam_size}, batch 64");
+            if beam_size == 1 {
+                let eos = one.iter().filter(|h| h.finish == Finish::Eos).count();
+                assert!((40..=160).contains(&eos), "mixed endings expected, {eos} EOS of 200");
+            }
+        }
+    }
+
+    #[test]
+    fn finished_rows_leave_the_batch_at_once() {
+        let sources = sources();
+        let mut model = ScriptedModel::new(VOCAB);
+        let mut search = Search::new(DecodeOptions::default());
+        search.join(&mut model, sources.iter().cloned().enumerate().map(|(i, s)| (i as u64, s)).collect()).unwrap();
+        let mut finished_per_step = Vec::new();
+        let mut steps_of = vec![0; sources.len()];
+        while !search.is_empty() {
+            let done = search.step(&mut model).unwrap();
+            finished_per_step.push(done.len());
+            for d in done {
+                let expected = d.hypothesis.tokens.len() + usize::from(d.hypothesis.finish == Finish::Eos);
+                assert_eq!(d.steps, expected, "a row is stepped once per generated token");
+                steps_of[d.id as usize] = d.steps;
+            }
+        }
+        // Rows at step t+1 = rows at step t minus those that finished at step t.
+        let rows = &model.rows_per_step;
+        assert_eq!(rows[0], sources.len());
+        for t in 1..rows.len() {
+            assert_eq!(rows[t], rows[t - 1] - finished_per_step[t - 1], "step {t}");
+        }
+        assert_eq!(
+            rows.iter().sum::<usize>(),
+            steps_of.iter().sum::<usize>(),
+            "no row-step spent on finished sentences"
+        );
+        assert!(rows.last().unwrap() < &10, "the batch drains: {rows:?}");
+    }
+
+    #[test]
+    fn beam_rows_leave_per_sentence_too() {
+        let sources = &sources()[..40];
+        let mut model = ScriptedModel::new(VOCAB);
+        let options = DecodeOptions { beam_size: 3, ..Default::default() };
+        decode(&mut model, sources, options).unwrap();
+        let rows = &model.rows_per_step;
+        assert_eq!(rows[0], 40 * 3);
+        assert!(rows.iter().all(|r| r % 3 == 0));
+        assert!(rows.windows(2).all(|w| w[1] <= w[0]) && rows.last().unwrap() < &rows[0]);
+    }
+
+    #[test]
+    fn eos_is_forced_at_the_maximum_length() {
+        let mut model = ScriptedModel { eos_pull: -1e10, ..ScriptedModel::new(VOCAB) };
+        for beam_size in [1, 3] {
+            let options = DecodeOptions { beam_size, ..Default::default() };
+            let out = decode(&mut model, &[vec![5; 4], vec![]], options).unwrap();
+            assert_eq!(out[0].tokens.len(), 16, "1.5 · 4 + 10");
+            assert_eq!(out[1].tokens.len(), 10);
+            assert!(out.iter().all(|h| h.finish == Finish::MaxLength && !h.tokens.contains(&EOS_ID)));
+        }
+        let capped = DecodeOptions { max_length: MaxLength::Fixed(3), ..Default::default() };
+        assert_eq!(decode(&mut model, &[vec![5; 4]], capped).unwrap()[0].tokens.len(), 3);
+    }
+
+    #[test]
+    fn sentences_joining_mid_decode_get_the_same_result() {
+        let sources = sources();
+        for beam_size in [1, 4] {
+            let options = DecodeOptions { beam_size, ..Default::default() };
+            let alone = decode_in_batches(&sources[..20], 1, options);
+            let mut model = ScriptedModel::new(VOCAB);
+            let mut search = Search::new(options);
+            let mut out: Vec<Option<Hypothesis>> = vec![None; 20];
+            let mut next = 0;
+            while next < 20 || !search.is_empty() {
+                // Two new sentences join before every step while any are left.
+                let joining: Vec<(u64, Vec<u32>)> =
+                    (next..(next + 2).min(20)).map(|i| (i as u64, sources[i].clone())).collect();
+                next += joining.len();
+                search.join(&mut model, joining).unwrap();
+                for done in search.step(&mut model).unwrap() {
+                    out[done.id as usize] = Some(done.hypothesis);
+                }
+            }
+            let joined: Vec<Hypothesis> = out.into_iter().map(Option::unwrap).collect();
+            assert_eq!(joined, alone, "beam {beam_size}");
+        }
+    }
+
+    #[test]
+    fn beam_search_is_at_least_as_good_as_greedy_on_its_own_score() {
+        let sources = &sources()[..60];
+        let greedy = decode_in_batches(sources, 60, DecodeOptions::default());
+        let beam = decode_in_batches(sources, 60, DecodeOptions { beam_size: 5, ..Default::default() });
+        let better = beam.iter().zip(&greedy).filter(|(b, g)| b.score > g.score + 1e-6).count();
+        let worse = beam.iter().zip(&greedy).filter(|(b, g)| b.score < g.score - 1e-3).count();
+        assert!(better > 10, "beam should find better hypotheses: {better}");
+        assert!(worse <= 3, "beam rarely loses to greedy: {worse}");
+    }
+
+    /// Log-probabilities after feeding `prefix` to a fresh single-row model: no batching, no
+    /// caches, no row selection — an independent view of what each hypothesis should see.
+    fn fresh_log_probs(source: &[u32], prefix: &[u32]) -> Vec<f32> {
+        let mut model = ScriptedModel::new(VOCAB);
+        let mut state = model.encode(&[source.to_vec()]).unwrap();
+        let mut out = Vec::new();
+        for &token in std::iter::once(&EOS_ID).chain(prefix) {
+            out = model.step(&mut state, &[token]).unwrap();
+        }
+        out
+    }
+
+    /// Plain single-sentence beam search with the same rules, for comparison.
+    fn reference_beam(source: &[u32], options: DecodeOptions) -> Hypothesis {
+        let k = options.beam_size;
+        let max_tokens = options.max_tokens(source.len());
+        let mut beams: Vec<(Vec<u32>, f32)> = vec![(Vec::new(), 0.0)];
+        let mut finished: Vec<Hypothesis> = Vec::new();
+        loop {
+            let length = beams[0].0.len() + 1;
+            let mut candidates = Vec::new();
+            for (b, (tokens, log_prob)) in beams.iter().enumerate() {
+                for (t, lp) in fresh_log_probs(source, tokens).into_iter().enumerate() {
+                    candidates.push(Candidate { log_prob: log_prob + lp, beam: b, token: t as u32 });
+                }
+            }
+            candidates.sort_by(rank);
+            let mut alive = Vec::new();
+            for c in candidates.into_iter().take(2 * k) {
+                if c.token == EOS_ID || length >= max_tokens {
+                    let mut tokens = beams[c.beam].0.clone();
+                    let finish = if c.token == EOS_ID {
+                        Finish::Eos
+                    } else {
+                        tokens.push(c.token);
+                        Finish::MaxLength
+                    };
+                    let score = options.score(c.log_prob, tokens.len());
+                    keep_best(&mut finished, Hypothesis { tokens, log_prob: c.log_prob, score, finish }, k);
+                } else {
+                    alive.push(c);
+                }
+                if alive.len() == k {
+                    break;
+                }
+            }
+            let worst = finished.iter().map(|h| h.score).fold(f32::INFINITY, f32::min);
+            if length >= max_tokens
+                || alive.is_empty()
+                || (finished.len() >= k && worst >= options.score(alive[0].log_prob, length))
+            {
+                return finished.into_iter().reduce(|a, b| if b.score > a.score { b } else { a }).unwrap();
+            }
+            beams = alive.iter().map(|c| ([beams[c.beam].0.clone(), vec![c.token]].concat(), c.log_prob)).collect();
+        }
+    }
+
+    #[test]
+    fn batched_beam_search_equals_a_plain_single_sentence_search() {
+        let sources: Vec<Vec<u32>> = sources().into_iter().filter(|s| s.len() < 8).take(12).collect();
+        for beam_size in [2, 4] {
+            let options = DecodeOptions { beam_size, ..Default::default() };
+            let batched = decode_in_batches(&sources, 12, options);
+            for (source, got) in sources.iter().zip(&batched) {
+                let want = reference_beam(source, options);
+                assert_eq!(got.tokens, want.tokens, "beam {beam_size}, source {source:?}");
+                assert!((got.log_prob - want.log_prob).abs() < 1e-4);
+            }
+        }
+    }
+
+    #[test]
+    fn batched_greedy_equals_plain_arg_max_decoding() {
+        let sources: Vec<Vec<u32>> = sources().into_iter().take(40).collect();
+        let batched = decode_in_batches(&sources, 40, DecodeOptions::default());
+        for (source, got) in sources.iter().zip(&batched) {
+            let mut tokens = Vec::new();
+            let max_tokens = DecodeOptions::default().max_tokens(source.len());
+            let finish = loop {
+                let (token, _) = argmax(&fresh_log_probs(source, &tokens));
+                if token == EOS_ID {
+                    break Finish::Eos;
+                }
+                tokens.push(token);
+                if tokens.len() >= max_tokens {
+                    break Finish::MaxLength;
+                }
+            };
+            assert_eq!((&got.tokens, got.finish), (&tokens, finish), "source {source:?}");
+        }
+    }
+
+    #[test]
+    fn beam_finishes_on_eos_when_the_model_prefers_it() {
+        let mut model = ScriptedModel { eos_pull: 2.0, ..ScriptedModel::new(VOCAB) };
+        let out = decode(&mut model, &sources()[..50], DecodeOptions { beam_size: 4, ..Default::default() }).unwrap();
+        let eos = out.iter().filter(|h| h.finish == Finish::Eos).count();
+        assert!(eos >= 45, "{eos} of 50 ended on EOS");
+    }
+
+    #[test]
+    fn greedy_scores_follow_the_length_penalty() {
+        let mut model = ScriptedModel::new(VOCAB);
+        let h = &decode(&mut model, &[vec![6, 7, 8]], DecodeOptions { length_penalty: 0.5, ..Default::default() })
+            .unwrap()[0];
+        let length = (h.tokens.len() + 1) as f32;
+        assert!((h.score - h.log_prob / length.sqrt()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn model_misbehaviour_and_misuse_are_errors() {
+        let mut model = ScriptedModel { wrong_output_len: Some(5), ..ScriptedModel::new(VOCAB) };
+        let err = decode(&mut model, &[vec![4]], DecodeOptions::default()).unwrap_err();
+        assert_eq!(err.to_string(), "model returned 5 log-probabilities for 1 rows of vocabulary 24");
+
+        let mut model = ScriptedModel::new(VOCAB);
+        let mut search = Search::new(DecodeOptions::default());
+        search.join(&mut model, vec![(7, vec![4])]).unwrap();
+        assert!(matches!(search.join(&mut model, vec![(7, vec![5])]), Err(DecodeError::DuplicateId(7))));
+        let mut zero = Search::new(DecodeOptions { beam_size: 0, ..Default::default() });
+        assert!(matches!(zero.join(&mut model, vec![(1, vec![4])]), Err(DecodeError::ZeroBeam)));
+    }
+}
