@@ -1,0 +1,78 @@
+//! XLM's `MultiHeadAttention` (`q_lin`, `k_lin`, `v_lin`, `out_lin`), batch-first.
+
+use tch::{Kind, Tensor, nn, nn::Module};
+
+#[derive(Debug)]
+pub struct MultiHeadAttention {
+    q_lin: nn::Linear,
+    k_lin: nn::Linear,
+    v_lin: nn::Linear,
+    out_lin: nn::Linear,
+    n_heads: i64,
+    dropout: f64,
+}
+
+impl MultiHeadAttention {
+    pub fn new(path: nn::Path, dim: i64, n_heads: i64, dropout: f64) -> Self {
+        let linear = |name: &str| nn::linear(&path / name, dim, dim, Default::default());
+        Self {
+            q_lin: linear("q_lin"),
+            k_lin: linear("k_lin"),
+            v_lin: linear("v_lin"),
+            out_lin: linear("out_lin"),
+            n_heads,
+            dropout,
+        }
+    }
+
+    /// [bs, len, dim] → [bs, heads, len, head_dim].
+    fn split(&self, x: &Tensor) -> Tensor {
+        let (bs, len, dim) = x.size3().expect("[bs, len, dim]");
+        x.view([bs, len, self.n_heads, dim / self.n_heads]).transpose(1, 2)
+    }
+
+    /// Keys and values of `kv` for every head (cached once per source for cross-attention).
+    pub fn keys_values(&self, kv: &Tensor) -> (Tensor, Tensor) {
+        (self.split(&self.k_lin.forward(kv)), self.split(&self.v_lin.forward(kv)))
+    }
+
+    /// Attention of `query` [bs, qlen, dim] over keys/values [bs, heads, klen, head_dim].
+    /// `mask` is true where attending is allowed, broadcastable to [bs, heads, qlen, klen].
+    pub fn attend(&self, query: &Tensor, keys: &Tensor, values: &Tensor, mask: &Tensor, train: bool) -> Tensor {
+        let (bs, qlen, dim) = query.size3().expect("[bs, qlen, dim]");
+        let head_dim = dim / self.n_heads;
+        let q = self.split(&self.q_lin.forward(query)) / (head_dim as f64).sqrt();
+        let scores = q.matmul(&keys.transpose(-2, -1)).masked_fill(&mask.logical_not(), f64::NEG_INFINITY);
+        let weights = scores.softmax(-1, Kind::Float).to_kind(scores.kind()).dropout(self.dropout, train);
+        let context = weights.matmul(values).transpose(1, 2).contiguous().view([bs, qlen, dim]);
+        self.out_lin.forward(&context)
+    }
+
+    /// Self- or cross-attention over a whole sequence.
+    pub fn forward(&self, query: &Tensor, kv: &Tensor, mask: &Tensor, train: bool) -> Tensor {
+        let (keys, values) = self.keys_values(kv);
+        self.attend(query, &keys, &values, mask, train)
+    }
+}
+
+/// XLM's `TransformerFFN`: `lin2(gelu(lin1(x)))`, hidden 4× wide, GELU in its exact erf form.
+#[derive(Debug)]
+pub struct FeedForward {
+    lin1: nn::Linear,
+    lin2: nn::Linear,
+    dropout: f64,
+}
+
+impl FeedForward {
+    pub fn new(path: nn::Path, dim: i64, hidden: i64, dropout: f64) -> Self {
+        Self {
+            lin1: nn::linear(&path / "lin1", dim, hidden, Default::default()),
+            lin2: nn::linear(&path / "lin2", hidden, dim, Default::default()),
+            dropout,
+        }
+    }
+
+    pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+        self.lin2.forward(&self.lin1.forward(x).gelu("none")).dropout(self.dropout, train)
+    }
+}

@@ -1,0 +1,180 @@
+//! Consistency of the tch model with itself: incremental decoding against the full forward,
+//! batch invariance through the decoding core, checkpoint round trips.
+
+use std::collections::BTreeMap;
+
+use tch::{Device, Kind, Tensor};
+use xlmc_decoding::{DecodeOptions, Search, StepModel, decode};
+
+use crate::{CheckpointError, Config, Seq2Seq};
+
+const VOCAB: i64 = 60;
+const TOLERANCE: f64 = 1e-5;
+
+fn model(seed: i64) -> Seq2Seq {
+    tch::manual_seed(seed);
+    Seq2Seq::new(Config::tiny(VOCAB), Device::Cpu).unwrap()
+}
+
+fn sources() -> Vec<Vec<u32>> {
+    (0..30u32).map(|i| (0..(1 + i * 5 % 13)).map(|j| 14 + (i * 17 + j * 5) % 46).collect()).collect()
+}
+
+/// Log-probabilities of every target position from one teacher-forced pass: [bs, len, vocab].
+fn full_log_probs(model: &Seq2Seq, sources: &[Vec<u32>], targets: &[Vec<u32>]) -> Tensor {
+    let translator = model.translator(0, 1);
+    let (src, src_len) = translator.batch(sources).unwrap();
+    // Decoder input: </s> y1 … ym (XLM starts from </s>); all targets have the same length here.
+    let input: Vec<Vec<u32>> = targets.iter().map(|t| [vec![1], t.clone()].concat()).collect();
+    let len = input[0].len() as i64;
+    let flat: Vec<i64> = input.iter().flatten().map(|&t| i64::from(t)).collect();
+    let tgt = Tensor::from_slice(&flat).view([targets.len() as i64, len]);
+    let tgt_len = Tensor::full([targets.len() as i64], len, (Kind::Int64, Device::Cpu));
+    tch::no_grad(|| {
+        let (encoded, src_mask) = model.encoder.forward(&src, &src_len, 0, None, false);
+        let (hidden, _) = model.decoder.forward(&tgt, &tgt_len, 1, Some((&encoded, &src_mask)), false);
+        model.decoder.logits(&hidden).log_softmax(-1, Kind::Float)
+    })
+}
+
+fn max_diff(a: &[f32], b: &Tensor) -> f64 {
+    let b = Vec::<f32>::try_from(b.flatten(0, -1)).unwrap();
+    a.iter().zip(&b).map(|(x, y)| f64::from((x - y).abs())).fold(0.0, f64::max)
+}
+
+#[test]
+fn incremental_decoding_matches_the_full_forward() {
+    let model = model(1);
+    let sources = &sources()[..5]; // different lengths: source padding is exercised
+    let targets: Vec<Vec<u32>> = (0..5u32).map(|i| (0..6).map(|j| 14 + (i * 7 + j * 3) % 40).collect()).collect();
+    let full = full_log_probs(&model, sources, &targets);
+    let mut translator = model.translator(0, 1);
+    let mut state = translator.encode(sources).unwrap();
+    let mut last = vec![1u32; 5];
+    for t in 0..=6 {
+        let step = translator.step(&mut state, &last).unwrap();
+        let diff = max_diff(&step, &full.select(1, t));
+        assert!(diff < TOLERANCE, "step {t}: max |Δ| = {diff}");
+        if t < 6 {
+            last = targets.iter().map(|y| y[t as usize]).collect();
+        }
+    }
+}
+
+#[test]
+fn rows_appended_mid_decode_see_only_their_own_history() {
+    let model = model(2);
+    let all = sources();
+    let (a, b) = (&all[..3], &all[3..5]);
+    let mut translator = model.translator(0, 1);
+    // B alone, two steps.
+    let mut alone = translator.encode(b).unwrap();
+    translator.step(&mut alone, &[1, 1]).unwrap();
+    let second_alone = translator.step(&mut alone, &[20, 21]).unwrap();
+    // A runs three steps, then B joins (longer source, fewer steps), then one more step each.
+    let mut state = translator.encode(a).unwrap();
+    for token in [1, 30, 31] {
+        translator.step(&mut state, &[token; 3]).unwrap();
+    }
+    let joined = translator.encode(b).unwrap();
+    translator.append(&mut state, joined).unwrap();
+    translator.step(&mut state, &[32, 32, 32, 1, 1]).unwrap();
+    let out = translator.step(&mut state, &[33, 33, 33, 20, 21]).unwrap();
+    let v = VOCAB as usize;
+    let b_rows = Tensor::from_slice(&out[3 * v..]);
+    let diff = max_diff(&second_alone, &b_rows);
+    assert!(diff < TOLERANCE, "max |Δ| = {diff}");
+}
+
+#[test]
+fn greedy_and_beam_outputs_are_batch_invariant() {
+    let model = model(3);
+    let sources = sources();
+    for beam_size in [1, 3] {
+        let options = DecodeOptions { beam_size, ..Default::default() };
+        let run = |batch: usize| -> Vec<Vec<u32>> {
+            let mut translator = model.translator(0, 1);
+            sources
+                .chunks(batch)
+                .flat_map(|chunk| decode(&mut translator, chunk, options).unwrap())
+                .map(|h| h.tokens)
+                .collect()
+        };
+        let one = run(1);
+        assert_eq!(run(7), one, "beam {beam_size}, batch 7");
+        assert_eq!(run(30), one, "beam {beam_size}, batch 30");
+    }
+}
+
+#[test]
+fn continuous_joins_give_the_same_translations() {
+    let model = model(4);
+    let sources = sources();
+    let mut translator = model.translator(0, 1);
+    let alone: Vec<Vec<u32>> = sources
+        .iter()
+        .map(|s| decode(&mut translator, std::slice::from_ref(s), DecodeOptions::default()).unwrap()[0].tokens.clone())
+        .collect();
+    let mut search = Search::new(DecodeOptions::default());
+    let mut out = vec![Vec::new(); sources.len()];
+    let mut next = 0;
+    while next < sources.len() || !search.is_empty() {
+        let joining: Vec<(u64, Vec<u32>)> =
+            (next..(next + 3).min(sources.len())).map(|i| (i as u64, sources[i].clone())).collect();
+        next += joining.len();
+        search.join(&mut translator, joining).unwrap();
+        for done in search.step(&mut translator).unwrap() {
+            out[done.id as usize] = done.hypothesis.tokens;
+        }
+    }
+    assert_eq!(out, alone);
+}
+
+#[test]
+fn checkpoints_round_trip_and_mismatches_name_every_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let original = model(5);
+    original.save(dir.path()).unwrap();
+    let loaded = Seq2Seq::load(dir.path(), Device::Cpu).unwrap();
+    let sources = &sources()[..6];
+    let translate = |m: &Seq2Seq| decode(&mut m.translator(0, 1), sources, DecodeOptions::default()).unwrap();
+    assert_eq!(translate(&loaded), translate(&original));
+    assert_eq!(loaded.parameters(), original.parameters());
+
+    let mut stored: BTreeMap<String, Tensor> = original.vs.variables().into_iter().collect();
+    stored.remove("decoder.ffns.1.lin2.weight");
+    stored.insert("decoder.extra.weight".into(), Tensor::zeros([2], (Kind::Float, Device::Cpu)));
+    stored.insert("encoder.embeddings.weight".into(), Tensor::zeros([VOCAB + 1, 32], (Kind::Float, Device::Cpu)));
+    let mut target = model(6);
+    let before = Vec::<f32>::try_from(target.vs.variables()["encoder.layer_norm_emb.bias"].shallow_clone()).unwrap();
+    let err = target.copy_from(dir.path(), stored).unwrap_err();
+    let CheckpointError::Mismatch { missing, unexpected, shapes, .. } = &err else { panic!("{err}") };
+    assert_eq!(missing, &["decoder.ffns.1.lin2.weight"]);
+    assert_eq!(unexpected, &["decoder.extra.weight"]);
+    assert_eq!(shapes.len(), 1, "{shapes:?}");
+    let after = Vec::<f32>::try_from(target.vs.variables()["encoder.layer_norm_emb.bias"].shallow_clone()).unwrap();
+    assert_eq!(before, after, "nothing loads half-way");
+}
+
+#[test]
+fn xlm_parameter_names() {
+    let model = model(7);
+    let names: Vec<String> = model.vs.variables().into_keys().collect();
+    for name in [
+        "encoder.embeddings.weight",
+        "encoder.position_embeddings.weight",
+        "encoder.lang_embeddings.weight",
+        "encoder.layer_norm_emb.weight",
+        "encoder.attentions.0.q_lin.weight",
+        "encoder.attentions.1.out_lin.bias",
+        "encoder.layer_norm1.0.weight",
+        "encoder.ffns.0.lin1.weight",
+        "encoder.layer_norm2.1.bias",
+        "decoder.encoder_attn.0.k_lin.weight",
+        "decoder.layer_norm15.1.weight",
+        "decoder.pred_layer.proj.bias",
+    ] {
+        assert!(names.iter().any(|n| n == name), "{name} missing from {names:?}");
+    }
+    assert!(!names.iter().any(|n| n.starts_with("encoder.pred_layer") || n.starts_with("encoder.encoder_attn")));
+}
