@@ -1,0 +1,33 @@
+//! Training xlmc's libtorch models.
+//!
+//! [`Trainer`] runs updates over token-bucketed batches ([`batching`]) with [`Adam`] and XLM's
+//! inverse-square-root warm-up, label-smoothed cross-entropy, gradient accumulation and
+//! clipping; it evaluates dev loss and greedy dev BLEU on a schedule, appends one JSON line per
+//! update to `train_log.jsonl`, and checkpoints (model, optimizer moments, position in the data)
+//! so that a killed run resumes with no update lost or repeated.
+
+pub mod batching;
+mod loss;
+mod optimizer;
+mod trainer;
+
+pub use loss::{label_smoothed, teacher_forced};
+pub use optimizer::{Adam, inverse_sqrt_lr};
+pub use trainer::{LOG_FILE, LogLine, Pair, TrainConfig, TrainState, Trainer, read_log};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("{path}: {source}")]
+    Io { path: std::path::PathBuf, source: std::io::Error },
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+}
+
+impl TrainError {
+    pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {
+        TrainError::Io { path: path.to_owned(), source }
+    }
+}
+
+#[cfg(test)]
+mod tests;

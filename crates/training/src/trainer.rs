@@ -1,0 +1,284 @@
+//! The training loop: accumulation, clipping, evaluation, checkpoints with exact resume.
+
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+    time::Instant,
+};
+
+use serde::{Deserialize, Serialize};
+use tch::Kind;
+use xlmc_decoding::{DecodeOptions, decode};
+use xlmc_transformer::Seq2Seq;
+
+use crate::{
+    TrainError,
+    batching::batches,
+    loss::{label_smoothed, teacher_forced},
+    optimizer::{Adam, inverse_sqrt_lr},
+};
+
+const CHECKPOINT: &str = "checkpoint";
+const STATE_FILE: &str = "trainer_state.json";
+const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+pub const LOG_FILE: &str = "train_log.jsonl";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Padded tokens per batch (longer side).
+    pub max_tokens: usize,
+    /// Batches per update (gradient accumulation).
+    pub accumulate: usize,
+    pub lr: f64,
+    pub warmup_updates: i64,
+    pub label_smoothing: f64,
+    /// Global gradient-norm clip; 0 = off.
+    pub clip_norm: f64,
+    pub max_updates: i64,
+    pub eval_every: i64,
+    pub checkpoint_every: i64,
+    pub seed: u64,
+    pub source_lang: i64,
+    pub target_lang: i64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            max_tokens: 2000,
+            accumulate: 1,
+            lr: 5e-4,
+            warmup_updates: 4000,
+            label_smoothing: 0.1,
+            clip_norm: 5.0,
+            max_updates: 100_000,
+            eval_every: 1000,
+            checkpoint_every: 1000,
+            seed: 0,
+            source_lang: 0,
+            target_lang: 1,
+        }
+    }
+}
+
+/// Where training is; saved with every checkpoint.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    pub update: i64,
+    pub epoch: u64,
+    /// Batches of `epoch` already consumed.
+    pub batch_in_epoch: usize,
+    pub best_dev_bleu: Option<f64>,
+}
+
+/// One line of `train_log.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogLine {
+    pub update: i64,
+    pub epoch: u64,
+    pub lr: f64,
+    pub loss: f64,
+    pub nll: f64,
+    pub tokens: usize,
+    pub grad_norm: f64,
+    pub elapsed_s: f64,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub valid_nll: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub dev_bleu: Option<f64>,
+}
+
+pub type Pair = (Vec<u32>, Vec<u32>);
+
+/// Turns generated ids back into text for dev BLEU.
+pub type Detokenize<'a> = &'a dyn Fn(&[u32]) -> String;
+
+#[derive(Debug)]
+pub struct Trainer<'a> {
+    pub config: TrainConfig,
+    pub dir: PathBuf,
+    pub train: &'a [Pair],
+    pub dev: &'a [Pair],
+}
+
+impl Trainer<'_> {
+    /// Trains `model` until `max_updates`, resuming from `dir/checkpoint` when it exists.
+    /// `on_update` is called after every update (progress bars).
+    pub fn run(
+        &self,
+        model: &mut Seq2Seq,
+        detokenize: Detokenize<'_>,
+        mut on_update: impl FnMut(&LogLine),
+    ) -> Result<TrainState, TrainError> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| TrainError::io(&self.dir, e))?;
+        let mut optimizer = Adam::new(&model.vs);
+        let mut state = self.resume(model, &mut optimizer)?;
+        let lengths: Vec<(usize, usize)> = self.train.iter().map(|(s, t)| (s.len(), t.len() + 1)).collect();
+        let started = Instant::now();
+        while state.update < self.config.max_updates {
+            let epoch_batches = batches(&lengths, self.config.max_tokens, self.config.seed ^ state.epoch);
+            if state.batch_in_epoch >= epoch_batches.len() {
+                state.epoch += 1;
+                state.batch_in_epoch = 0;
+                continue;
+            }
+            // Dropout masks depend only on the update number: a resumed run draws the same ones.
+            tch::manual_seed((self.config.seed as i64) ^ state.update);
+            let (mut loss_sum, mut nll_sum, mut tokens) = (0.0, 0.0, 0usize);
+            optimizer.zero_grad();
+            for _ in 0..self.config.accumulate {
+                let Some(batch) = epoch_batches.get(state.batch_in_epoch) else { break };
+                state.batch_in_epoch += 1;
+                let pairs: Vec<(&[u32], &[u32])> =
+                    batch.iter().map(|&i| (self.train[i].0.as_slice(), self.train[i].1.as_slice())).collect();
+                let (logits, targets) =
+                    teacher_forced(model, &pairs, self.config.source_lang, self.config.target_lang, true);
+                let (loss, nll) = label_smoothed(&logits, &targets, self.config.label_smoothing);
+                let n = targets.size()[0] as usize;
+                // Per-token mean over the whole update, whatever the batch split.
+                loss_sum += loss.double_value(&[]);
+                (loss / (n * self.config.accumulate) as f64).backward();
+                nll_sum += nll.double_value(&[]);
+                tokens += n;
+            }
+            let grad_norm = optimizer.clip_grad_norm(self.config.clip_norm);
+            let lr = inverse_sqrt_lr(self.config.lr, self.config.warmup_updates, state.update);
+            optimizer.step(lr);
+            state.update += 1;
+            let mut line = LogLine {
+                update: state.update,
+                epoch: state.epoch,
+                lr,
+                loss: loss_sum / tokens.max(1) as f64,
+                nll: nll_sum / tokens.max(1) as f64,
+                tokens,
+                grad_norm,
+                elapsed_s: started.elapsed().as_secs_f64(),
+                valid_nll: None,
+                dev_bleu: None,
+            };
+            let last = state.update == self.config.max_updates;
+            if last || state.update % self.config.eval_every.max(1) == 0 {
+                let (valid_nll, bleu) = self.evaluate(model, detokenize);
+                line.valid_nll = Some(valid_nll);
+                line.dev_bleu = Some(bleu);
+                state.best_dev_bleu = Some(state.best_dev_bleu.map_or(bleu, |b| b.max(bleu)));
+            }
+            self.append_log(&line)?;
+            on_update(&line);
+            if last || state.update % self.config.checkpoint_every.max(1) == 0 {
+                self.checkpoint(model, &optimizer, &state)?;
+            }
+        }
+        Ok(state)
+    }
+
+    /// Mean per-token NLL on dev (no dropout) and greedy dev BLEU.
+    pub fn evaluate(&self, model: &Seq2Seq, detokenize: Detokenize<'_>) -> (f64, f64) {
+        if self.dev.is_empty() {
+            return (f64::NAN, 0.0);
+        }
+        let (mut nll_sum, mut tokens) = (0.0, 0usize);
+        tch::no_grad(|| {
+            for chunk in self.dev.chunks(64) {
+                let pairs: Vec<(&[u32], &[u32])> = chunk.iter().map(|(s, t)| (s.as_slice(), t.as_slice())).collect();
+                let (logits, targets) =
+                    teacher_forced(model, &pairs, self.config.source_lang, self.config.target_lang, false);
+                let (_, nll) = label_smoothed(&logits, &targets, 0.0);
+                nll_sum += nll.to_kind(Kind::Double).double_value(&[]);
+                tokens += targets.size()[0] as usize;
+            }
+        });
+        let sources: Vec<Vec<u32>> = self.dev.iter().map(|(s, _)| s.clone()).collect();
+        let mut translator = model.translator(self.config.source_lang, self.config.target_lang);
+        let hypotheses: Vec<String> = sources
+            .chunks(64)
+            .flat_map(|chunk| decode(&mut translator, chunk, DecodeOptions::default()).expect("dev decoding"))
+            .map(|h| detokenize(&h.tokens))
+            .collect();
+        let references: Vec<String> = self.dev.iter().map(|(_, t)| detokenize(t)).collect();
+        let bleu = xlmc_scoring::corpus_bleu(&hypotheses, &references).map(|b| b.score).unwrap_or(0.0);
+        (nll_sum / tokens.max(1) as f64, bleu)
+    }
+
+    fn append_log(&self, line: &LogLine) -> Result<(), TrainError> {
+        let path = self.dir.join(LOG_FILE);
+        let mut file =
+            std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| TrainError::io(&path, e))?;
+        writeln!(file, "{}", serde_json::to_string(line).expect("log line serialises"))
+            .map_err(|e| TrainError::io(&path, e))
+    }
+
+    /// Writes `checkpoint.tmp/` completely, then swaps it in place of `checkpoint/`.
+    fn checkpoint(&self, model: &Seq2Seq, optimizer: &Adam, state: &TrainState) -> Result<(), TrainError> {
+        let (tmp, current, old) = (
+            self.dir.join(format!("{CHECKPOINT}.tmp")),
+            self.dir.join(CHECKPOINT),
+            self.dir.join(format!("{CHECKPOINT}.old")),
+        );
+        for stale in [&tmp, &old] {
+            if stale.exists() {
+                std::fs::remove_dir_all(stale).map_err(|e| TrainError::io(stale, e))?;
+            }
+        }
+        model.save(&tmp).map_err(|e| TrainError::Checkpoint(e.to_string()))?;
+        optimizer.save(&tmp.join(OPTIMIZER_FILE)).map_err(|e| TrainError::Checkpoint(e.to_string()))?;
+        let json = serde_json::to_string_pretty(state).expect("state serialises");
+        xlmc_atomic_file::write(&tmp.join(STATE_FILE), json.as_bytes()).map_err(|e| TrainError::io(&tmp, e))?;
+        if current.exists() {
+            std::fs::rename(&current, &old).map_err(|e| TrainError::io(&current, e))?;
+        }
+        std::fs::rename(&tmp, &current).map_err(|e| TrainError::io(&tmp, e))?;
+        if old.exists() {
+            std::fs::remove_dir_all(&old).map_err(|e| TrainError::io(&old, e))?;
+        }
+        Ok(())
+    }
+
+    /// Loads the last complete checkpoint (if any) into `model` and `optimizer`, and drops log
+    /// lines written after it, so no update is lost or counted twice.
+    fn resume(&self, model: &mut Seq2Seq, optimizer: &mut Adam) -> Result<TrainState, TrainError> {
+        let current = self.dir.join(CHECKPOINT);
+        let old = self.dir.join(format!("{CHECKPOINT}.old"));
+        let dir = if current.join(STATE_FILE).exists() {
+            current
+        } else if old.join(STATE_FILE).exists() {
+            old // killed between the two renames
+        } else {
+            self.truncate_log(0)?;
+            return Ok(TrainState::default());
+        };
+        let loaded = Seq2Seq::load(&dir, model.vs.device()).map_err(|e| TrainError::Checkpoint(e.to_string()))?;
+        if loaded.config != model.config {
+            return Err(TrainError::Checkpoint(format!("{}: its config differs from this run's", dir.display())));
+        }
+        let stored = loaded.vs.variables().into_iter().collect();
+        model.copy_from(&dir, stored).map_err(|e| TrainError::Checkpoint(e.to_string()))?;
+        optimizer.load(&dir.join(OPTIMIZER_FILE)).map_err(TrainError::Checkpoint)?;
+        let path = dir.join(STATE_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
+        let state: TrainState =
+            serde_json::from_str(&text).map_err(|e| TrainError::Checkpoint(format!("{}: {e}", path.display())))?;
+        self.truncate_log(state.update)?;
+        Ok(state)
+    }
+
+    fn truncate_log(&self, update: i64) -> Result<(), TrainError> {
+        let path = self.dir.join(LOG_FILE);
+        let Ok(text) = std::fs::read_to_string(&path) else { return Ok(()) };
+        let kept: String = text
+            .lines()
+            .filter(|l| serde_json::from_str::<LogLine>(l).is_ok_and(|line| line.update <= update))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        xlmc_atomic_file::write(&path, kept.as_bytes()).map_err(|e| TrainError::io(&path, e))
+    }
+}
+
+/// Reads a `train_log.jsonl`.
+pub fn read_log(dir: &Path) -> Vec<LogLine> {
+    std::fs::read_to_string(dir.join(LOG_FILE))
+        .map(|text| text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
+        .unwrap_or_default()
+}
