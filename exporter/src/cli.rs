@@ -26,6 +26,10 @@ pub enum Command {
     /// Build the shared BPE vocabulary, or import XLM's fastBPE one.
     #[command(subcommand)]
     Tokenizer(TokenizerCommand),
+    /// Train a Transformer teacher from a TOML config (resumes from its checkpoint).
+    Train(TrainArgs),
+    /// Translate a file with a trained model directory.
+    Translate(TranslateArgs),
     /// Corpus BLEU and chrF of a hypothesis file against a reference file (sacreBLEU-exact).
     Score(ScoreArgs),
     /// Run the whole pipeline: data → tokenizer → teacher → prune → distill → BiGRU → export →
@@ -173,4 +177,47 @@ pub struct ImportFastBpeArgs {
     /// Output folder.
     #[arg(long)]
     pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// TOML file: corpus, tokenizer, out, preset, [model] overrides, [train] settings.
+    #[arg(long)]
+    pub config: PathBuf,
+    #[arg(long, env = "XLMC_DEVICE", value_enum, default_value = "cpu")]
+    pub device: Device,
+    /// Overrides `[train] max_updates`.
+    #[arg(long)]
+    pub max_updates: Option<i64>,
+}
+
+#[derive(Debug, Args)]
+pub struct TranslateArgs {
+    /// Model directory (config.json, model.safetensors, tokenizer files).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// One sentence per line.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Output file (default: stdout).
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// 1 = greedy.
+    #[arg(long, default_value_t = 1, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=64))]
+    pub beam: usize,
+    #[arg(long, default_value_t = 1.0)]
+    pub length_penalty: f32,
+    /// Cap on generated tokens per sentence (default: XLM's 1.5·source + 10).
+    #[arg(long)]
+    pub max_length: Option<usize>,
+    /// Defaults to the tokenizer's first language.
+    #[arg(long)]
+    pub source_lang: Option<String>,
+    /// Defaults to the tokenizer's second language.
+    #[arg(long)]
+    pub target_lang: Option<String>,
+    #[arg(long, env = "XLMC_DEVICE", value_enum, default_value = "cpu")]
+    pub device: Device,
 }

@@ -6,10 +6,14 @@
 pub mod cli;
 pub mod data;
 pub mod doctor;
+pub mod model_dir;
 pub mod pipeline;
+pub mod plot;
 pub mod score;
 pub mod tokenizer;
 pub mod torch_device;
+pub mod train;
+pub mod translate;
 
 use cli::{Cli, Command};
 
@@ -23,6 +27,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Data(command) => data::run(&command),
         Command::Tokenizer(command) => tokenizer::run(&command),
+        Command::Train(args) => train::run(&args),
+        Command::Translate(args) => translate::run(&args),
         Command::Score(args) => {
             print!("{}", score::run(&args)?);
             Ok(())

@@ -9,3 +9,4 @@ mod metrics;
 mod onnx_runtime;
 mod scoring;
 mod torch_stack;
+mod train;

@@ -24,7 +24,7 @@ const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 pub const LOG_FILE: &str = "train_log.jsonl";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
     /// Padded tokens per batch (longer side).
     pub max_tokens: usize,

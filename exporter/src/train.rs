@@ -1,0 +1,209 @@
+//! `exporter train --config teacher.toml`: trains an XLM teacher (or any xlmc Transformer) on a
+//! corpus folder with a shared tokenizer; resumes from its checkpoint when rerun.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Deserialize;
+use xlmc_corpus::{Manifest, Split, split_paths};
+use xlmc_tokenizer::Tokenizer;
+use xlmc_training::{Pair, TrainConfig, Trainer, read_log};
+use xlmc_transformer::{Config, Seq2Seq};
+
+use crate::{
+    cli::TrainArgs,
+    model_dir,
+    plot::{Series, document, line_chart},
+    torch_device,
+};
+
+/// The TOML file `exporter train --config` reads.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeacherConfig {
+    /// Corpus folder (`exporter data fetch|import`).
+    pub corpus: PathBuf,
+    /// Tokenizer folder (`exporter tokenizer train`).
+    pub tokenizer: PathBuf,
+    /// Output folder: `checkpoint/`, `train_log.jsonl`, `curves.svg`, and the final `model/`.
+    pub out: PathBuf,
+    /// `tiny`, `small` or `base`; `[model]` entries override single fields.
+    #[serde(default = "default_preset")]
+    pub preset: String,
+    #[serde(default)]
+    pub model: ModelOverrides,
+    #[serde(default)]
+    pub train: TrainConfig,
+    /// Pairs with a longer side (in tokens) are left out of training.
+    #[serde(default = "default_max_sentence_tokens")]
+    pub max_sentence_tokens: usize,
+    /// Dev sentences used for validation loss and BLEU during training.
+    #[serde(default = "default_dev_sentences")]
+    pub dev_sentences: usize,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelOverrides {
+    pub emb_dim: Option<i64>,
+    pub n_enc_layers: Option<i64>,
+    pub n_dec_layers: Option<i64>,
+    pub n_heads: Option<i64>,
+    pub dropout: Option<f64>,
+    pub attention_dropout: Option<f64>,
+    pub sinusoidal_embeddings: Option<bool>,
+}
+
+fn default_preset() -> String {
+    "small".into()
+}
+fn default_max_sentence_tokens() -> usize {
+    100
+}
+fn default_dev_sentences() -> usize {
+    500
+}
+
+impl TeacherConfig {
+    pub fn read(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("--config {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("--config {}", path.display()))
+    }
+
+    pub fn model_config(&self, n_words: i64) -> anyhow::Result<Config> {
+        let mut config = match self.preset.as_str() {
+            "tiny" => Config::tiny(n_words),
+            "small" => Config::small(n_words),
+            "base" => Config::base(n_words),
+            other => bail!("preset `{other}`: expected tiny, small or base"),
+        };
+        let m = &self.model;
+        config.emb_dim = m.emb_dim.unwrap_or(config.emb_dim);
+        config.n_enc_layers = m.n_enc_layers.unwrap_or(config.n_enc_layers);
+        config.n_dec_layers = m.n_dec_layers.unwrap_or(config.n_dec_layers);
+        config.n_heads = m.n_heads.unwrap_or(config.n_heads);
+        config.dropout = m.dropout.unwrap_or(config.dropout);
+        config.attention_dropout = m.attention_dropout.unwrap_or(config.attention_dropout);
+        config.sinusoidal_embeddings = m.sinusoidal_embeddings.unwrap_or(config.sinusoidal_embeddings);
+        config.validate().map_err(|e| anyhow::anyhow!("[model]: {e}"))?;
+        Ok(config)
+    }
+}
+
+/// Encodes a split into id pairs, leaving out empty and over-long ones; returns them and the
+/// number left out.
+fn encode_split(
+    tokenizer: &Tokenizer,
+    corpus: &Path,
+    manifest: &Manifest,
+    split: Split,
+    max_tokens: usize,
+    limit: usize,
+) -> anyhow::Result<(Vec<Pair>, usize)> {
+    let (source_path, target_path) = split_paths(corpus, split, (&manifest.source_language, &manifest.target_language));
+    let read = |p: &Path| std::fs::read_to_string(p).with_context(|| format!("{}", p.display()));
+    let (sources, targets) = (read(&source_path)?, read(&target_path)?);
+    let sources: Vec<&str> = sources.lines().take(limit).collect();
+    let targets: Vec<&str> = targets.lines().take(limit).collect();
+    let (source_ids, target_ids) = (tokenizer.encode_batch(&sources)?, tokenizer.encode_batch(&targets)?);
+    let total = source_ids.len();
+    let pairs: Vec<Pair> = source_ids
+        .into_iter()
+        .zip(target_ids)
+        .filter(|(s, t)| !s.is_empty() && !t.is_empty() && s.len() <= max_tokens && t.len() <= max_tokens)
+        .collect();
+    let dropped = total - pairs.len();
+    Ok((pairs, dropped))
+}
+
+pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
+    let config = TeacherConfig::read(&args.config)?;
+    let Some(manifest) = Manifest::load_valid(&config.corpus) else {
+        bail!(
+            "corpus {}: no valid corpus (MANIFEST.json missing or changed); run `exporter data fetch`",
+            config.corpus.display()
+        );
+    };
+    let tokenizer =
+        Tokenizer::load(&config.tokenizer).with_context(|| format!("tokenizer {}", config.tokenizer.display()))?;
+    let mut train_config = config.train.clone();
+    if let Some(max_updates) = args.max_updates {
+        train_config.max_updates = max_updates;
+    }
+    train_config.source_lang = i64::from(tokenizer.language_id(&manifest.source_language)?);
+    train_config.target_lang = i64::from(tokenizer.language_id(&manifest.target_language)?);
+
+    let (train, dropped) =
+        encode_split(&tokenizer, &config.corpus, &manifest, Split::Train, config.max_sentence_tokens, usize::MAX)?;
+    let (dev, _) = encode_split(
+        &tokenizer,
+        &config.corpus,
+        &manifest,
+        Split::Dev,
+        config.max_sentence_tokens,
+        config.dev_sentences,
+    )?;
+    println!(
+        "training on {} pairs ({dropped} left out: empty or over {} tokens), validating on {}",
+        train.len(),
+        config.max_sentence_tokens,
+        dev.len()
+    );
+
+    let device = torch_device::select(args.device)?;
+    let model_config = config.model_config(tokenizer.vocab_size() as i64)?;
+    let mut model = Seq2Seq::new(model_config, device)?;
+    println!("model: {} parameters, device {device:?}", model.parameters());
+
+    let progress = ProgressBar::new(train_config.max_updates as u64);
+    progress.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} updates  {msg}")
+            .expect("progress template")
+            .progress_chars("=> "),
+    );
+    let detokenize = |ids: &[u32]| tokenizer.decode(ids).unwrap_or_default();
+    let trainer = Trainer { config: train_config, dir: config.out.clone(), train: &train, dev: &dev };
+    let state = trainer.run(&mut model, &detokenize, |line| {
+        progress.set_position(line.update as u64);
+        let bleu = line.dev_bleu.map(|b| format!(" dev BLEU {b:.2}")).unwrap_or_default();
+        progress.set_message(format!("loss {:.3} lr {:.2e}{bleu}", line.loss, line.lr));
+    })?;
+    progress.finish();
+
+    let final_dir = config.out.join("model");
+    model_dir::save(&final_dir, &model, &tokenizer)?;
+    let log = read_log(&config.out);
+    write_curves(&config.out, &log)?;
+    let last_bleu = log.iter().rev().find_map(|l| l.dev_bleu).unwrap_or(f64::NAN);
+    println!(
+        "done: {} updates, dev BLEU {last_bleu:.2} (best {:.2}); model → {}; curves → {}",
+        state.update,
+        state.best_dev_bleu.unwrap_or(f64::NAN),
+        final_dir.display(),
+        config.out.join("curves.svg").display()
+    );
+    Ok(())
+}
+
+fn write_curves(out: &Path, log: &[xlmc_training::LogLine]) -> anyhow::Result<()> {
+    let loss = Series {
+        name: "train loss",
+        colour: "#1f77b4",
+        points: log.iter().map(|l| (l.update as f64, l.loss)).collect(),
+    };
+    let valid = Series {
+        name: "valid NLL",
+        colour: "#ff7f0e",
+        points: log.iter().filter_map(|l| l.valid_nll.map(|v| (l.update as f64, v))).collect(),
+    };
+    let bleu = Series {
+        name: "dev BLEU",
+        colour: "#2ca02c",
+        points: log.iter().filter_map(|l| l.dev_bleu.map(|b| (l.update as f64, b))).collect(),
+    };
+    let svg =
+        document(&[line_chart("training loss", "updates", &[loss, valid]), line_chart("dev BLEU", "updates", &[bleu])]);
+    let path = out.join("curves.svg");
+    xlmc_atomic_file::write(&path, svg.as_bytes()).with_context(|| format!("{}", path.display()))
+}

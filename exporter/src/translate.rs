@@ -1,0 +1,47 @@
+//! `exporter translate --model DIR --input FILE`: batched decoding through the shared core.
+
+use std::io::Write;
+
+use anyhow::Context;
+use xlmc_decoding::{DecodeOptions, decode};
+
+use crate::{cli::TranslateArgs, model_dir, torch_device};
+
+pub fn run(args: &TranslateArgs) -> anyhow::Result<()> {
+    let device = torch_device::select(args.device)?;
+    let (model, tokenizer) = model_dir::load(&args.model, device)?;
+    let languages = tokenizer.languages().to_vec();
+    let source_lang = args.source_lang.clone().unwrap_or_else(|| languages.first().cloned().unwrap_or_default());
+    let target_lang = args.target_lang.clone().unwrap_or_else(|| languages.get(1).cloned().unwrap_or_default());
+    let source_id = i64::from(tokenizer.language_id(&source_lang).context("--source-lang")?);
+    let target_id = i64::from(tokenizer.language_id(&target_lang).context("--target-lang")?);
+    let text = std::fs::read_to_string(&args.input).with_context(|| format!("--input {}", args.input.display()))?;
+    let lines: Vec<&str> = text.lines().collect();
+    let encoded = tokenizer.encode_batch(&lines)?;
+    let options = DecodeOptions {
+        beam_size: args.beam,
+        length_penalty: args.length_penalty,
+        max_length_cap: args.max_length,
+        ..Default::default()
+    };
+    let mut translator = model.translator(source_id, target_id);
+    let mut outputs = Vec::with_capacity(lines.len());
+    // Empty lines translate to empty lines without touching the model.
+    let work: Vec<usize> = (0..lines.len()).filter(|&i| !encoded[i].is_empty()).collect();
+    let mut translated = vec![String::new(); lines.len()];
+    for chunk in work.chunks(args.batch_size.max(1)) {
+        let sources: Vec<Vec<u32>> = chunk.iter().map(|&i| encoded[i].clone()).collect();
+        for (&i, hypothesis) in chunk.iter().zip(decode(&mut translator, &sources, options)?) {
+            translated[i] = tokenizer.decode(&hypothesis.tokens)?;
+        }
+    }
+    outputs.extend(translated);
+    let mut out: Box<dyn Write> = match &args.output {
+        Some(path) => Box::new(std::fs::File::create(path).with_context(|| format!("--output {}", path.display()))?),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    for line in outputs {
+        writeln!(out, "{line}")?;
+    }
+    Ok(())
+}

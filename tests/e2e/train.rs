@@ -1,0 +1,79 @@
+//! `exporter train` and `exporter translate` wired together on a generated corpus: a short run,
+//! a resumed run, outputs on disk, translations line for line.
+
+use std::process::Command;
+
+use xlmc_tests::{Rng, binary};
+
+fn exporter(args: &[&str]) -> String {
+    let out = Command::new(binary("exporter")).env_clear().args(args).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "exporter {args:?} failed:\n{text}");
+    text
+}
+
+#[test]
+fn train_resume_and_translate_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let mut rng = Rng::new(3);
+    let words = ["un", "deux", "trois", "quatre", "cinq", "six"];
+    let (mut en, mut fr) = (String::new(), String::new());
+    for _ in 0..600 {
+        let n = 1 + rng.below(5);
+        let idx: Vec<usize> = (0..n).map(|_| rng.below(words.len())).collect();
+        en.push_str(&idx.iter().map(|&i| format!("w{i}")).collect::<Vec<_>>().join(" "));
+        fr.push_str(&idx.iter().map(|&i| words[i]).collect::<Vec<_>>().join(" "));
+        en.push('\n');
+        fr.push('\n');
+    }
+    std::fs::write(path("c.en"), en).unwrap();
+    std::fs::write(path("c.fr"), fr).unwrap();
+    exporter(&["data", "import", "--source", &path("c.en"), "--target", &path("c.fr"), "--out", &path("corpus")]);
+    exporter(&["tokenizer", "train", "--corpus", &path("corpus"), "--vocab-size", "300", "--out", &path("tok")]);
+    let config = format!(
+        "corpus = {:?}\ntokenizer = {:?}\nout = {:?}\npreset = \"tiny\"\n[train]\nmax_tokens = 300\nlr = 0.002\nwarmup_updates = 10\nmax_updates = 20\neval_every = 10\ncheckpoint_every = 10\n",
+        path("corpus"),
+        path("tok"),
+        path("run")
+    );
+    std::fs::write(path("teacher.toml"), config).unwrap();
+
+    let text = exporter(&["train", "--config", &path("teacher.toml")]);
+    assert!(text.contains("done: 20 updates"), "{text}");
+    let text = exporter(&["train", "--config", &path("teacher.toml"), "--max-updates", "30"]);
+    assert!(text.contains("done: 30 updates"), "{text}");
+    let log = std::fs::read_to_string(dir.path().join("run/train_log.jsonl")).unwrap();
+    let updates: Vec<i64> = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["update"].as_i64().unwrap())
+        .collect();
+    assert_eq!(updates, (1..=30).collect::<Vec<_>>(), "resumed at 21, nothing repeated");
+    let svg = std::fs::read_to_string(dir.path().join("run/curves.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("<polyline"), "{svg}");
+
+    std::fs::write(path("in.en"), "w1 w2\n\nw3 w4 w5\n").unwrap();
+    exporter(&[
+        "translate",
+        "--model",
+        &path("run/model"),
+        "--input",
+        &path("in.en"),
+        "--output",
+        &path("out.fr"),
+        "--beam",
+        "2",
+    ]);
+    let out = std::fs::read_to_string(path("out.fr")).unwrap();
+    let lines: Vec<&str> = out.split('\n').collect();
+    assert_eq!(lines.len(), 4, "three lines and a final newline: {out:?}");
+    assert_eq!(lines[1], "", "an empty input line stays empty");
+
+    let bad = Command::new(binary("exporter"))
+        .env_clear()
+        .args(["translate", "--model", &path("nope"), "--input", &path("in.en")])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--model"), "the error names the flag");
+}
