@@ -30,6 +30,8 @@ pub enum Command {
     Train(TrainArgs),
     /// Translate a file with a trained model directory.
     Translate(TranslateArgs),
+    /// Decoding throughput of a model at several batch sizes (a table, not a test).
+    Bench(BenchArgs),
     /// Corpus BLEU and chrF of a hypothesis file against a reference file (sacreBLEU-exact).
     Score(ScoreArgs),
     /// Run the whole pipeline: data → tokenizer → teacher → prune → distill → BiGRU → export →
@@ -215,6 +217,25 @@ pub struct TranslateArgs {
     /// Defaults to the tokenizer's second language.
     #[arg(long)]
     pub target_lang: Option<String>,
+    #[arg(long, env = "XLMC_DEVICE", value_enum, default_value = "cpu")]
+    pub device: Device,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Model directory.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Source sentences, one per line.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// How many sentences of --input to decode at each batch size.
+    #[arg(long, default_value_t = 256)]
+    pub sentences: usize,
+    #[arg(long, value_delimiter = ',', default_value = "1,8,32,64")]
+    pub batch_sizes: Vec<usize>,
+    #[arg(long, default_value_t = 1)]
+    pub beam: usize,
     #[arg(long, env = "XLMC_DEVICE", value_enum, default_value = "cpu")]
     pub device: Device,
 }

@@ -3,6 +3,7 @@
 //!
 //! Subcommands are implemented in their own modules; [`run`] dispatches.
 
+pub mod bench;
 pub mod cli;
 pub mod data;
 pub mod doctor;
@@ -28,6 +29,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Data(command) => data::run(&command),
         Command::Tokenizer(command) => tokenizer::run(&command),
         Command::Train(args) => train::run(&args),
+        Command::Bench(args) => bench::run(&args),
         Command::Translate(args) => translate::run(&args),
         Command::Score(args) => {
             print!("{}", score::run(&args)?);
