@@ -198,6 +198,18 @@ fn parse_labels(body: &str) -> Option<BTreeMap<String, String>> {
     Some(labels)
 }
 
+/// `python3` with the test oracles (`.deps/oracles`, installed by `./xlmc test`) importable.
+pub fn oracle_python() -> Command {
+    let oracles = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.deps/oracles");
+    assert!(oracles.is_dir(), "{} is missing: run `./xlmc test`, which installs the test oracles", oracles.display());
+    let mut python = Command::new("python3");
+    python.env("PYTHONPATH", oracles).env("PYTHONIOENCODING", "utf-8");
+    python
+}
+
+/// The deterministic generator tests build their corpora with.
+pub use xlmc_training::batching::Rng;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,15 +231,3 @@ mod tests {
         Exposition::parse("x{code=\"a\" 3\n");
     }
 }
-
-/// `python3` with the test oracles (`.deps/oracles`, installed by `./xlmc test`) importable.
-pub fn oracle_python() -> Command {
-    let oracles = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.deps/oracles");
-    assert!(oracles.is_dir(), "{} is missing: run `./xlmc test`, which installs the test oracles", oracles.display());
-    let mut python = Command::new("python3");
-    python.env("PYTHONPATH", oracles).env("PYTHONIOENCODING", "utf-8");
-    python
-}
-
-/// The deterministic generator tests build their corpora with.
-pub use xlmc_training::batching::Rng;
