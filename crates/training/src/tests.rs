@@ -1,12 +1,10 @@
 //! Training end to end on synthetic tasks: it learns, and a killed run resumes exactly.
 
-use std::path::Path;
-
 use tch::{Device, Tensor};
 
 use xlmc_transformer::{Config, Seq2Seq};
 
-use crate::{LogLine, Pair, TrainConfig, Trainer, batching::Rng, read_log};
+use crate::{Pair, TrainConfig, Trainer, batching::Rng, read_log};
 
 const FIRST_WORD: u32 = 14;
 const WORDS: u32 = 26;
@@ -72,55 +70,6 @@ fn tiny_preset_learns_a_synthetic_mapping_to_95_bleu() {
     assert!(bleu >= 95.0, "dev BLEU {bleu}; log tail {:?}", &log[log.len().saturating_sub(3)..]);
     assert!(log.first().unwrap().loss > 2.0 * log.last().unwrap().loss, "the loss falls");
     assert_eq!(state.update, 400);
-}
-
-fn weights(model: &Seq2Seq) -> Vec<(String, Vec<f32>)> {
-    let mut all: Vec<(String, Vec<f32>)> = model
-        .vs
-        .variables()
-        .into_iter()
-        .map(|(name, t)| (name, Vec::<f32>::try_from(t.flatten(0, -1)).unwrap()))
-        .collect();
-    all.sort_by(|a, b| a.0.cmp(&b.0));
-    all
-}
-
-fn run(dir: &Path, max_updates: i64, train: &[Pair], dev: &[Pair]) -> Seq2Seq {
-    let mut model = fresh_model(config());
-    let trainer = Trainer { config: train_config(max_updates), dir: dir.into(), train, dev };
-    trainer.run(&mut model, &detokenize, |_| {}).unwrap();
-    model
-}
-
-#[test]
-fn a_killed_run_resumes_with_no_update_lost_or_repeated() {
-    let (train, dev) = (mapping_task(300, 3), mapping_task(10, 4));
-    let straight = tempfile::tempdir().unwrap();
-    let reference = run(straight.path(), 30, &train, &dev);
-
-    let resumed = tempfile::tempdir().unwrap();
-    run(resumed.path(), 20, &train, &dev);
-    let saved = resumed.path().join("saved-20");
-    copy_dir(&resumed.path().join("checkpoint"), &saved);
-    run(resumed.path(), 25, &train, &dev);
-    // Killed after logging updates 21–25 but before their checkpoint: the last one is at 20.
-    std::fs::remove_dir_all(resumed.path().join("checkpoint")).unwrap();
-    std::fs::rename(&saved, resumed.path().join("checkpoint")).unwrap();
-    let model = run(resumed.path(), 30, &train, &dev);
-
-    assert!(weights(&model) == weights(&reference), "same weights as an uninterrupted run");
-    let strip = |log: Vec<LogLine>| -> Vec<(i64, f64)> { log.into_iter().map(|l| (l.update, l.loss)).collect() };
-    let (got, want) = (strip(read_log(resumed.path())), strip(read_log(straight.path())));
-    assert_eq!(got.iter().map(|l| l.0).collect::<Vec<_>>(), (1..=30).collect::<Vec<_>>());
-    assert_eq!(got, want, "every update logged once, with the same loss");
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-    }
 }
 
 #[test]
