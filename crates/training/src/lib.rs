@@ -9,6 +9,7 @@
 pub mod batching;
 mod loss;
 mod optimizer;
+pub mod synthetic;
 mod trainer;
 
 pub use loss::{label_smoothed, teacher_forced};

@@ -1,30 +1,13 @@
-//! Training end to end on synthetic tasks: it learns, and a killed run resumes exactly.
+//! Training end to end on a synthetic task (exact resume is tested in `tests/resume.rs`).
 
 use tch::{Device, Tensor};
 
 use xlmc_transformer::{Config, Seq2Seq};
 
-use crate::{Pair, TrainConfig, Trainer, batching::Rng, read_log};
-
-const FIRST_WORD: u32 = 14;
-const WORDS: u32 = 26;
-
-/// A word-by-word "translation": each source word maps to a fixed other word.
-fn mapping_task(n: usize, seed: u64) -> Vec<Pair> {
-    let mut rng = Rng::new(seed);
-    (0..n)
-        .map(|_| {
-            let len = 3 + (rng.next_u64() % 6) as usize;
-            let source: Vec<u32> = (0..len).map(|_| FIRST_WORD + (rng.next_u64() % u64::from(WORDS)) as u32).collect();
-            let target = source.iter().map(|t| FIRST_WORD + (t - FIRST_WORD + 7) % WORDS).collect();
-            (source, target)
-        })
-        .collect()
-}
-
-fn detokenize(ids: &[u32]) -> String {
-    ids.iter().map(|t| format!("w{t}")).collect::<Vec<_>>().join(" ")
-}
+use crate::{
+    TrainConfig, Trainer, read_log,
+    synthetic::{detokenize, mapping_task, model_config},
+};
 
 /// libtorch's generator is global and tests run in parallel: a model is seeded and built under
 /// this lock, so its initial weights never depend on what other tests draw meanwhile.
@@ -34,10 +17,6 @@ fn fresh_model(config: Config) -> Seq2Seq {
     let _guard = RNG.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(0);
     Seq2Seq::new(config, Device::Cpu).unwrap()
-}
-
-fn config() -> Config {
-    Config { emb_dim: 64, ..Config::tiny(i64::from(FIRST_WORD + WORDS)) }
 }
 
 fn train_config(max_updates: i64) -> TrainConfig {
@@ -57,7 +36,7 @@ fn train_config(max_updates: i64) -> TrainConfig {
 fn tiny_preset_learns_a_synthetic_mapping_to_95_bleu() {
     let (train, dev) = (mapping_task(2000, 1), mapping_task(100, 2));
     let dir = tempfile::tempdir().unwrap();
-    let mut model = fresh_model(config());
+    let mut model = fresh_model(model_config());
     let trainer = Trainer {
         config: TrainConfig { checkpoint_every: 1000, ..train_config(400) },
         dir: dir.path().into(),
@@ -75,7 +54,7 @@ fn tiny_preset_learns_a_synthetic_mapping_to_95_bleu() {
 #[test]
 fn gradients_reach_only_trainable_weights() {
     // Sinusoidal position tables are fixed: training must leave them untouched.
-    let config = Config { sinusoidal_embeddings: true, ..config() };
+    let config = Config { sinusoidal_embeddings: true, ..model_config() };
     let mut model = fresh_model(config);
     let before: Tensor = model.vs.variables()["encoder.position_embeddings.weight"].copy();
     let train = mapping_task(50, 5);

@@ -5,27 +5,11 @@
 use std::path::Path;
 
 use tch::Device;
-use xlmc_training::{LogLine, Pair, TrainConfig, Trainer, batching::Rng, read_log};
-use xlmc_transformer::{Config, Seq2Seq};
-
-const FIRST_WORD: u32 = 14;
-const WORDS: u32 = 26;
-
-fn mapping_task(n: usize, seed: u64) -> Vec<Pair> {
-    let mut rng = Rng::new(seed);
-    (0..n)
-        .map(|_| {
-            let len = 3 + rng.below(6);
-            let source: Vec<u32> = (0..len).map(|_| FIRST_WORD + rng.below(WORDS as usize) as u32).collect();
-            let target = source.iter().map(|t| FIRST_WORD + (t - FIRST_WORD + 7) % WORDS).collect();
-            (source, target)
-        })
-        .collect()
-}
-
-fn detokenize(ids: &[u32]) -> String {
-    ids.iter().map(|t| format!("w{t}")).collect::<Vec<_>>().join(" ")
-}
+use xlmc_training::{
+    LogLine, Pair, TrainConfig, Trainer, read_log,
+    synthetic::{detokenize, mapping_task, model_config},
+};
+use xlmc_transformer::Seq2Seq;
 
 fn train_config(max_updates: i64) -> TrainConfig {
     TrainConfig {
@@ -41,7 +25,7 @@ fn train_config(max_updates: i64) -> TrainConfig {
 
 fn fresh_model() -> Seq2Seq {
     tch::manual_seed(0);
-    Seq2Seq::new(Config { emb_dim: 64, ..Config::tiny(i64::from(FIRST_WORD + WORDS)) }, Device::Cpu).unwrap()
+    Seq2Seq::new(model_config(), Device::Cpu).unwrap()
 }
 
 fn weights(model: &Seq2Seq) -> Vec<(String, Vec<f32>)> {
