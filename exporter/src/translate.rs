@@ -25,7 +25,6 @@ pub fn run(args: &TranslateArgs) -> anyhow::Result<()> {
         ..Default::default()
     };
     let mut translator = model.translator(source_id, target_id);
-    let mut outputs = Vec::with_capacity(lines.len());
     // Empty lines translate to empty lines without touching the model.
     let work: Vec<usize> = (0..lines.len()).filter(|&i| !encoded[i].is_empty()).collect();
     let mut translated = vec![String::new(); lines.len()];
@@ -35,12 +34,11 @@ pub fn run(args: &TranslateArgs) -> anyhow::Result<()> {
             translated[i] = tokenizer.decode(&hypothesis.tokens)?;
         }
     }
-    outputs.extend(translated);
     let mut out: Box<dyn Write> = match &args.output {
         Some(path) => Box::new(std::fs::File::create(path).with_context(|| format!("--output {}", path.display()))?),
         None => Box::new(std::io::stdout().lock()),
     };
-    for line in outputs {
+    for line in translated {
         writeln!(out, "{line}")?;
     }
     Ok(())
