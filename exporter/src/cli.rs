@@ -30,6 +30,8 @@ pub enum Command {
     Train(TrainArgs),
     /// Translate a file with a trained model directory.
     Translate(TranslateArgs),
+    /// Rewrite a model directory's weights as fp16 and/or size-capped shards.
+    Convert(ConvertArgs),
     /// Decoding throughput of a model at several batch sizes (a table, not a test).
     Bench(BenchArgs),
     /// Corpus BLEU and chrF of a hypothesis file against a reference file (sacreBLEU-exact).
@@ -188,6 +190,33 @@ pub struct TrainArgs {
     /// Overrides `[train] max_updates`.
     #[arg(long)]
     pub max_updates: Option<i64>,
+    /// Overrides `[train] max_minutes`: stop (evaluate, checkpoint, write the model) after this
+    /// long; rerunning goes on from the checkpoint.
+    #[arg(long)]
+    pub max_minutes: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// Model directory to read.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Model directory to write (may be --model itself: its weight files are replaced).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Store fp16 weights (they are computed in fp32 after loading).
+    #[arg(long)]
+    pub half: bool,
+    /// Split the weights into shards of at most this many MiB, listed in model.safetensors.index.json.
+    #[arg(long, value_parser = parse_positive_mib)]
+    pub shard_mib: Option<f64>,
+}
+
+fn parse_positive_mib(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("`{text}` is not a positive number of MiB")),
+    }
 }
 
 #[derive(Debug, Args)]

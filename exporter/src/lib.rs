@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod cli;
+pub mod convert;
 pub mod data;
 pub mod doctor;
 pub mod model_dir;
@@ -31,6 +32,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(args) => train::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Translate(args) => translate::run(&args),
+        Command::Convert(args) => {
+            print!("{}", convert::run(&args)?);
+            Ok(())
+        }
         Command::Score(args) => {
             print!("{}", score::run(&args)?);
             Ok(())

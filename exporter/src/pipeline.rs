@@ -77,7 +77,7 @@ pub fn run(args: &PipelineArgs) -> anyhow::Result<()> {
     if trained && teacher.out.join("model").join("model.safetensors").is_file() {
         println!("      {} is trained ({} updates): skipped", teacher.out.display(), teacher.train.max_updates);
     } else {
-        train::run(&TrainArgs { config: config_path, device: args.device, max_updates: None })?;
+        train::run(&TrainArgs { config: config_path, device: args.device, max_updates: None, max_minutes: None })?;
     }
 
     for (i, pending) in PENDING_STAGES.iter().enumerate() {

@@ -131,6 +131,9 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     if let Some(max_updates) = args.max_updates {
         train_config.max_updates = max_updates;
     }
+    if let Some(minutes) = args.max_minutes {
+        train_config.max_minutes = Some(minutes);
+    }
     train_config.source_lang = i64::from(tokenizer.language_id(&manifest.source_language)?);
     train_config.target_lang = i64::from(tokenizer.language_id(&manifest.target_language)?);
 

@@ -38,6 +38,10 @@ pub struct TrainConfig {
     pub max_updates: i64,
     pub eval_every: i64,
     pub checkpoint_every: i64,
+    /// Stop (evaluate, checkpoint) once this invocation has trained this long; a rerun goes on
+    /// from there. For fixed-size GPU slots.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_minutes: Option<f64>,
     pub seed: u64,
     pub source_lang: i64,
     pub target_lang: i64,
@@ -55,6 +59,7 @@ impl Default for TrainConfig {
             max_updates: 100_000,
             eval_every: 1000,
             checkpoint_every: 1000,
+            max_minutes: None,
             seed: 0,
             source_lang: 0,
             target_lang: 1,
@@ -116,8 +121,14 @@ impl Trainer<'_> {
         let mut state = self.resume(model, &mut optimizer)?;
         let lengths: Vec<(usize, usize)> = self.train.iter().map(|(s, t)| (s.len(), t.len() + 1)).collect();
         let started = Instant::now();
+        let out_of_time =
+            || self.config.max_minutes.is_some_and(|minutes| started.elapsed().as_secs_f64() >= minutes * 60.0);
+        let mut epoch_batches = (state.epoch, batches(&lengths, self.config.max_tokens, self.config.seed ^ state.epoch));
         while state.update < self.config.max_updates {
-            let epoch_batches = batches(&lengths, self.config.max_tokens, self.config.seed ^ state.epoch);
+            if epoch_batches.0 != state.epoch {
+                epoch_batches = (state.epoch, batches(&lengths, self.config.max_tokens, self.config.seed ^ state.epoch));
+            }
+            let epoch_batches = &epoch_batches.1;
             if state.batch_in_epoch >= epoch_batches.len() {
                 state.epoch += 1;
                 state.batch_in_epoch = 0;
@@ -158,7 +169,7 @@ impl Trainer<'_> {
                 valid_nll: None,
                 dev_bleu: None,
             };
-            let last = state.update == self.config.max_updates;
+            let last = state.update == self.config.max_updates || out_of_time();
             if last || state.update % self.config.eval_every.max(1) == 0 {
                 let (valid_nll, bleu) = self.evaluate(model, detokenize);
                 line.valid_nll = Some(valid_nll);
@@ -169,6 +180,9 @@ impl Trainer<'_> {
             on_update(&line);
             if last || state.update % self.config.checkpoint_every.max(1) == 0 {
                 self.checkpoint(model, &optimizer, &state)?;
+            }
+            if last {
+                break;
             }
         }
         Ok(state)

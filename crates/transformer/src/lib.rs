@@ -14,7 +14,7 @@ mod config;
 mod model;
 mod step;
 
-pub use checkpoint::{CheckpointError, Seq2Seq};
+pub use checkpoint::{CheckpointError, INDEX_FILE, SaveOptions, Seq2Seq, WEIGHTS_FILE};
 pub use config::Config;
 pub use model::Transformer;
 pub use step::{DecoderCache, StepError, Translator};

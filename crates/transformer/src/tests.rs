@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use tch::{Device, Kind, Tensor};
 use xlmc_decoding::{DecodeOptions, Search, StepModel, decode};
 
-use crate::{CheckpointError, Config, Seq2Seq};
+use crate::{CheckpointError, Config, INDEX_FILE, SaveOptions, Seq2Seq, WEIGHTS_FILE};
 
 const VOCAB: i64 = 60;
 const TOLERANCE: f64 = 1e-5;
@@ -159,6 +159,43 @@ fn checkpoints_round_trip_and_mismatches_name_every_key() {
     assert_eq!(shapes.len(), 1, "{shapes:?}");
     let after = Vec::<f32>::try_from(target.vs.variables()["encoder.layer_norm_emb.bias"].shallow_clone()).unwrap();
     assert_eq!(before, after, "nothing loads half-way");
+}
+
+#[test]
+fn half_precision_shards_round_trip_and_replace_the_single_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let original = model(8);
+    original.save(dir.path()).unwrap();
+    let limit = 20_000u64;
+    original.save_with(dir.path(), SaveOptions { half: true, max_shard_bytes: Some(limit) }).unwrap();
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    assert!(!names.contains(&WEIGHTS_FILE.to_owned()), "the fp32 file is replaced: {names:?}");
+    let shards: Vec<&String> = names.iter().filter(|n| n.starts_with("model-")).collect();
+    assert!(shards.len() > 3, "{names:?}");
+    let largest_tensor = original.vs.variables().values().map(|t| t.numel() as u64 * 2).max().unwrap();
+    for shard in &shards {
+        let bytes = std::fs::metadata(dir.path().join(shard)).unwrap().len();
+        // Each shard's data fits the limit (or is one tensor larger than it), plus a small header.
+        assert!(bytes <= limit.max(largest_tensor) + 4096, "{shard}: {bytes} bytes");
+    }
+
+    let loaded = Seq2Seq::load(dir.path(), Device::Cpu).unwrap();
+    for (name, value) in original.vs.variables() {
+        let expected = value.to_kind(Kind::Half).to_kind(Kind::Float);
+        let got = &loaded.vs.variables()[&name];
+        assert_eq!(got.kind(), Kind::Float, "computes in fp32");
+        assert!(got.equal(&expected), "{name} is the fp16 rounding of the original");
+    }
+
+    // An index that disagrees with its shards is refused, naming the shard.
+    let index_path = dir.path().join(INDEX_FILE);
+    let text = std::fs::read_to_string(&index_path).unwrap();
+    let moved = text.replacen(shards[0].as_str(), shards[1].as_str(), 1);
+    std::fs::write(&index_path, moved).unwrap();
+    let err = Seq2Seq::load(dir.path(), Device::Cpu).unwrap_err().to_string();
+    assert!(err.contains(shards[0].as_str()) || err.contains(shards[1].as_str()), "{err}");
 }
 
 #[test]

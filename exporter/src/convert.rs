@@ -1,0 +1,30 @@
+//! `exporter convert`: rewrites a model directory's weights as fp16 and/or size-capped shards
+//! (for shipping: git hosts and artifact stores cap file sizes). Loading accepts every layout.
+
+use anyhow::Context;
+use xlmc_transformer::SaveOptions;
+
+use crate::{cli::ConvertArgs, model_dir};
+
+pub fn run(args: &ConvertArgs) -> anyhow::Result<String> {
+    let (model, tokenizer) = model_dir::load(&args.model, tch::Device::Cpu)?;
+    let options =
+        SaveOptions { half: args.half, max_shard_bytes: args.shard_mib.map(|mib| (mib * 1024.0 * 1024.0) as u64) };
+    model.save_with(&args.out, options).with_context(|| format!("--out {}", args.out.display()))?;
+    tokenizer.save(&args.out).with_context(|| format!("--out {}: tokenizer", args.out.display()))?;
+    // Prove the result loads before saying so.
+    let (reloaded, _) = model_dir::load(&args.out, tch::Device::Cpu)?;
+    let bytes: u64 = std::fs::read_dir(&args.out)
+        .with_context(|| format!("--out {}", args.out.display()))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".safetensors"))
+        .filter_map(|e| e.metadata().ok().map(|m| m.len()))
+        .sum();
+    Ok(format!(
+        "{}: {} parameters, {} weights, {:.1} MiB of safetensors\n",
+        args.out.display(),
+        reloaded.parameters(),
+        if args.half { "fp16" } else { "fp32" },
+        bytes as f64 / (1024.0 * 1024.0)
+    ))
+}
