@@ -28,6 +28,8 @@ pub enum Command {
     Tokenizer(TokenizerCommand),
     /// Train a Transformer teacher from a TOML config (resumes from its checkpoint).
     Train(TrainArgs),
+    /// Import a facebookresearch/XLM or MASS checkpoint (.pth) with its fastBPE codes and vocab.
+    ImportXlm(ImportXlmArgs),
     /// Translate a file with a trained model directory.
     Translate(TranslateArgs),
     /// Rewrite a model directory's weights as fp16 and/or size-capped shards.
@@ -194,6 +196,28 @@ pub struct TrainArgs {
     /// long; rerunning goes on from the checkpoint.
     #[arg(long)]
     pub max_minutes: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportXlmArgs {
+    /// The checkpoint (`torch.save` zip or legacy format): `encoder`+`decoder` or `model`, with
+    /// `params` and `dico_id2word`.
+    pub checkpoint: PathBuf,
+    /// fastBPE codes the model was trained with.
+    #[arg(long)]
+    pub codes: PathBuf,
+    /// fastBPE vocabulary (XLM's dictionary order).
+    #[arg(long)]
+    pub vocab: PathBuf,
+    /// Languages in XLM's lang2id order (default: the checkpoint's `params.id2lang`).
+    #[arg(long)]
+    pub languages: Option<String>,
+    /// Model directory to create.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Replace --out when it exists.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod convert;
 pub mod data;
 pub mod doctor;
+pub mod import_xlm;
 pub mod model_dir;
 pub mod pipeline;
 pub mod plot;
@@ -32,6 +33,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(args) => train::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Translate(args) => translate::run(&args),
+        Command::ImportXlm(args) => {
+            print!("{}", import_xlm::run(&args)?);
+            Ok(())
+        }
         Command::Convert(args) => {
             print!("{}", convert::run(&args)?);
             Ok(())

@@ -5,6 +5,7 @@ mod binaries;
 mod data;
 mod fastbpe;
 mod grpc;
+mod import_xlm;
 mod metrics;
 mod onnx_runtime;
 mod scoring;

@@ -207,6 +207,28 @@ pub fn oracle_python() -> Command {
     python
 }
 
+/// A python with PyTorch, the oracle for reading real `torch.save` files (`XLMC_TORCH_PYTHON`, or
+/// Debian's `python3-torch` under /usr/bin/python3, which `.ci/run` installs). `None` — and a note
+/// — where there is none; under CI (`CI` set) a missing oracle fails the test instead.
+pub fn torch_python() -> Option<Command> {
+    let python = std::env::var("XLMC_TORCH_PYTHON").unwrap_or_else(|_| "/usr/bin/python3".into());
+    let works = Command::new(&python)
+        .args(["-c", "import torch"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if works {
+        return Some(Command::new(python));
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{python} cannot import torch: install Debian's python3-torch (as .ci/run does) or set XLMC_TORCH_PYTHON"
+    );
+    eprintln!("note: {python} cannot import torch; skipping (apt-get install python3-torch, or set XLMC_TORCH_PYTHON)");
+    None
+}
+
 /// The deterministic generator tests build their corpora with.
 pub use xlmc_training::batching::Rng;
 

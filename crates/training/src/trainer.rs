@@ -123,10 +123,12 @@ impl Trainer<'_> {
         let started = Instant::now();
         let out_of_time =
             || self.config.max_minutes.is_some_and(|minutes| started.elapsed().as_secs_f64() >= minutes * 60.0);
-        let mut epoch_batches = (state.epoch, batches(&lengths, self.config.max_tokens, self.config.seed ^ state.epoch));
+        let mut epoch_batches =
+            (state.epoch, batches(&lengths, self.config.max_tokens, self.config.seed ^ state.epoch));
         while state.update < self.config.max_updates {
             if epoch_batches.0 != state.epoch {
-                epoch_batches = (state.epoch, batches(&lengths, self.config.max_tokens, self.config.seed ^ state.epoch));
+                epoch_batches =
+                    (state.epoch, batches(&lengths, self.config.max_tokens, self.config.seed ^ state.epoch));
             }
             let epoch_batches = &epoch_batches.1;
             if state.batch_in_epoch >= epoch_batches.len() {

@@ -12,9 +12,18 @@ pub struct MultiHeadAttention {
     dropout: f64,
 }
 
+/// A linear layer initialised like PyTorch's `nn.Linear` (and so XLM): weight and bias uniform in
+/// ±1/√fan_in. tch's default (Kaiming with ReLU gain) is √6× wider, which saturates attention
+/// softmaxes at 256+ dims and leaves deep post-LN models stuck at a unigram distribution.
+pub fn linear(path: nn::Path, fan_in: i64, fan_out: i64) -> nn::Linear {
+    let bound = 1.0 / (fan_in as f64).sqrt();
+    let init = nn::Init::Uniform { lo: -bound, up: bound };
+    nn::linear(path, fan_in, fan_out, nn::LinearConfig { ws_init: init, bs_init: Some(init), bias: true })
+}
+
 impl MultiHeadAttention {
     pub fn new(path: nn::Path, dim: i64, n_heads: i64, dropout: f64) -> Self {
-        let linear = |name: &str| nn::linear(&path / name, dim, dim, Default::default());
+        let linear = |name: &str| linear(&path / name, dim, dim);
         Self {
             q_lin: linear("q_lin"),
             k_lin: linear("k_lin"),
@@ -65,11 +74,7 @@ pub struct FeedForward {
 
 impl FeedForward {
     pub fn new(path: nn::Path, dim: i64, hidden: i64, dropout: f64) -> Self {
-        Self {
-            lin1: nn::linear(&path / "lin1", dim, hidden, Default::default()),
-            lin2: nn::linear(&path / "lin2", hidden, dim, Default::default()),
-            dropout,
-        }
+        Self { lin1: linear(&path / "lin1", dim, hidden), lin2: linear(&path / "lin2", hidden, dim), dropout }
     }
 
     pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {

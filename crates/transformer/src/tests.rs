@@ -199,6 +199,23 @@ fn half_precision_shards_round_trip_and_replace_the_single_file() {
 }
 
 #[test]
+fn linear_layers_start_like_pytorch_nn_linear() {
+    // U(±1/√fan_in) like XLM's (PyTorch's) nn.Linear; tch's default is √6× wider, which left the
+    // 6+6-layer model stuck at a unigram distribution on real data.
+    tch::manual_seed(9);
+    let model = Seq2Seq::new(Config::small(1000), Device::Cpu).unwrap();
+    let variables = model.vs.variables();
+    for (name, fan_in) in [("encoder.attentions.0.q_lin.weight", 256), ("decoder.ffns.5.lin2.weight", 1024)] {
+        let w = &variables[name];
+        let bound = 1.0 / f64::from(fan_in).sqrt();
+        assert!(w.abs().max().double_value(&[]) <= bound, "{name} exceeds ±{bound}");
+        let std = w.std(true).double_value(&[]);
+        let expected = bound / 3f64.sqrt();
+        assert!((std / expected - 1.0).abs() < 0.02, "{name}: std {std}, PyTorch's {expected}");
+    }
+}
+
+#[test]
 fn xlm_parameter_names() {
     let model = model(7);
     let names: Vec<String> = model.vs.variables().into_keys().collect();
