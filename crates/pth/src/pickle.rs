@@ -176,7 +176,7 @@ impl Machine<'_> {
     }
 
     fn set_items(&mut self, target: &Obj, items: Vec<Obj>) -> Result<(), PthError> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return Err(bad("SETITEMS with an odd number of items"));
         }
         let mut pairs = Vec::with_capacity(items.len() / 2);
