@@ -28,6 +28,8 @@ pub enum Command {
     Tokenizer(TokenizerCommand),
     /// Train a Transformer teacher from a TOML config (resumes from its checkpoint).
     Train(TrainArgs),
+    /// Make a student from chosen teacher layers (weights copied from the teacher).
+    Prune(PruneArgs),
     /// Import a facebookresearch/XLM or MASS checkpoint (.pth) with its fastBPE codes and vocab.
     ImportXlm(ImportXlmArgs),
     /// Translate a file with a trained model directory.
@@ -196,6 +198,29 @@ pub struct TrainArgs {
     /// long; rerunning goes on from the checkpoint.
     #[arg(long)]
     pub max_minutes: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Teacher model directory.
+    #[arg(long)]
+    pub teacher: PathBuf,
+    /// Student model directory to create.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Teacher encoder layers to keep, increasing, e.g. 0,2,4 (default: all).
+    #[arg(long, value_delimiter = ',', conflicts_with = "keep")]
+    pub encoder_layers: Option<Vec<i64>>,
+    /// Teacher decoder layers to keep, increasing, e.g. 0,5 (default: all).
+    #[arg(long, value_delimiter = ',', conflicts_with = "keep")]
+    pub decoder_layers: Option<Vec<i64>>,
+    /// ENCODER-DECODER layer counts, evenly spread from the bottom layer: `6-2` keeps all six
+    /// encoder layers and decoder layers 0 and 5 of a 6+6 teacher.
+    #[arg(long)]
+    pub keep: Option<String>,
+    /// Replace --out when it exists.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

@@ -14,12 +14,7 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<String> {
     tokenizer.save(&args.out).with_context(|| format!("--out {}: tokenizer", args.out.display()))?;
     // Prove the result loads before saying so.
     let (reloaded, _) = model_dir::load(&args.out, tch::Device::Cpu)?;
-    let bytes: u64 = std::fs::read_dir(&args.out)
-        .with_context(|| format!("--out {}", args.out.display()))?
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".safetensors"))
-        .filter_map(|e| e.metadata().ok().map(|m| m.len()))
-        .sum();
+    let bytes = model_dir::weight_bytes(&args.out);
     Ok(format!(
         "{}: {} parameters, {} weights, {:.1} MiB of safetensors\n",
         args.out.display(),

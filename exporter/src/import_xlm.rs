@@ -278,19 +278,7 @@ pub fn run(args: &ImportXlmArgs) -> anyhow::Result<ImportReport> {
     );
     check_dictionary(&checkpoint, &tokenizer)?;
 
-    // Written beside the target and renamed: --out never holds a half-imported model.
-    let parent = args.out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).with_context(|| format!("--out {}", args.out.display()))?;
-    let staging = tempfile::Builder::new()
-        .prefix(".import-xlm.")
-        .tempdir_in(parent)
-        .with_context(|| format!("--out {}", args.out.display()))?;
-    model_dir::save(staging.path(), &model, &tokenizer)?;
-    if args.out.exists() {
-        ensure!(args.force, "--out {} exists; pass --force to replace it", args.out.display());
-        std::fs::remove_dir_all(&args.out).with_context(|| format!("--out {}", args.out.display()))?;
-    }
-    std::fs::rename(staging.keep(), &args.out).with_context(|| format!("--out {}", args.out.display()))?;
+    model_dir::save_new(&args.out, args.force, &model, &tokenizer)?;
     report.out = args.out.clone();
     report.languages = languages;
     Ok(report)

@@ -12,6 +12,7 @@ pub mod import_xlm;
 pub mod model_dir;
 pub mod pipeline;
 pub mod plot;
+pub mod prune;
 pub mod score;
 pub mod tokenizer;
 pub mod torch_device;
@@ -33,6 +34,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(args) => train::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Translate(args) => translate::run(&args),
+        Command::Prune(args) => {
+            print!("{}", prune::run(&args)?);
+            Ok(())
+        }
         Command::ImportXlm(args) => {
             print!("{}", import_xlm::run(&args)?);
             Ok(())

@@ -12,6 +12,36 @@ pub fn save(dir: &Path, model: &Seq2Seq, tokenizer: &Tokenizer) -> anyhow::Resul
     tokenizer.save(dir).with_context(|| format!("saving the tokenizer to {}", dir.display()))
 }
 
+/// Writes a whole new model directory at `out`: into a staging folder beside it, then renamed, so
+/// `out` never holds a half-written model. An existing `out` is replaced only with `force`.
+pub fn save_new(out: &Path, force: bool, model: &Seq2Seq, tokenizer: &Tokenizer) -> anyhow::Result<()> {
+    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).with_context(|| format!("--out {}", out.display()))?;
+    anyhow::ensure!(force || !out.exists(), "--out {} exists; pass --force to replace it", out.display());
+    let staging = tempfile::Builder::new()
+        .prefix(".xlmc-staging.")
+        .tempdir_in(parent)
+        .with_context(|| format!("--out {}", out.display()))?;
+    save(staging.path(), model, tokenizer)?;
+    if out.exists() {
+        std::fs::remove_dir_all(out).with_context(|| format!("--out {}", out.display()))?;
+    }
+    std::fs::rename(staging.keep(), out).with_context(|| format!("--out {}", out.display()))
+}
+
+/// Bytes of the weight files in a model directory.
+pub fn weight_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".safetensors"))
+                .filter_map(|e| e.metadata().ok().map(|m| m.len()))
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
 pub fn load(dir: &Path, device: tch::Device) -> anyhow::Result<(Seq2Seq, Tokenizer)> {
     let model = Seq2Seq::load(dir, device).with_context(|| format!("--model {}", dir.display()))?;
     let tokenizer = Tokenizer::load(dir).with_context(|| format!("--model {}: tokenizer", dir.display()))?;

@@ -69,6 +69,35 @@ fn train_resume_and_translate_from_the_command_line() {
     assert_eq!(lines.len(), 4, "three lines and a final newline: {out:?}");
     assert_eq!(lines[1], "", "an empty input line stays empty");
 
+    // A time budget stops after the update in progress, with a checkpoint to go on from.
+    let text = exporter(&["train", "--config", &path("teacher.toml"), "--max-updates", "40", "--max-minutes", "0"]);
+    assert!(text.contains("done: 31 updates"), "{text}");
+
+    // Prune to one decoder layer, and ship as fp16 shards: both still load and translate.
+    let text = exporter(&["prune", "--teacher", &path("run/model"), "--keep", "2-1", "--out", &path("student")]);
+    assert!(text.contains("decoder [0]") && text.contains("student 2-1 layers"), "{text}");
+    let text =
+        exporter(&["convert", "--model", &path("student"), "--out", &path("shipped"), "--half", "--shard-mib", "0.02"]);
+    assert!(text.contains("fp16"), "{text}");
+    let shards = std::fs::read_dir(path("shipped"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("model-"))
+        .count();
+    assert!(shards >= 2, "split into shards of ≤ 0.02 MiB: {shards}");
+    for model in ["student", "shipped"] {
+        let output = path(&format!("{model}.fr"));
+        exporter(&["translate", "--model", &path(model), "--input", &path("in.en"), "--output", &output]);
+        assert_eq!(std::fs::read_to_string(&output).unwrap().split('\n').count(), 4, "{model}");
+    }
+    let bad = Command::new(binary("exporter"))
+        .env_clear()
+        .args(["prune", "--teacher", &path("run/model"), "--decoder-layers", "1,1", "--out", &path("bad")])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && stderr.contains("decoder layers [1, 1]"), "{stderr}");
+    assert!(!dir.path().join("bad").exists());
+
     let bad = Command::new(binary("exporter"))
         .env_clear()
         .args(["translate", "--model", &path("nope"), "--input", &path("in.en")])

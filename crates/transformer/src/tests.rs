@@ -216,6 +216,44 @@ fn linear_layers_start_like_pytorch_nn_linear() {
 }
 
 #[test]
+fn pruning_copies_the_chosen_layers_and_keeping_all_changes_nothing() {
+    use crate::spread_layers;
+    assert_eq!(spread_layers(6, 2), [0, 5]);
+    assert_eq!(spread_layers(6, 3), [0, 3, 5]);
+    assert_eq!(spread_layers(6, 6), [0, 1, 2, 3, 4, 5]);
+    assert_eq!(spread_layers(6, 1), [0]);
+
+    let teacher =
+        Seq2Seq::new(Config { n_enc_layers: 3, n_dec_layers: 3, ..Config::tiny(VOCAB) }, Device::Cpu).unwrap();
+    let same = teacher.prune(&[0, 1, 2], &[0, 1, 2]).unwrap();
+    let sources = &sources()[..8];
+    let translate = |m: &Seq2Seq| decode(&mut m.translator(0, 1), sources, DecodeOptions::default()).unwrap();
+    assert_eq!(translate(&same), translate(&teacher));
+
+    let student = teacher.prune(&[0, 2], &[1]).unwrap();
+    assert_eq!((student.config.n_enc_layers, student.config.n_dec_layers), (2, 1));
+    let (t, s) = (teacher.vs.variables(), student.vs.variables());
+    for (student_name, teacher_name) in [
+        ("encoder.attentions.1.q_lin.weight", "encoder.attentions.2.q_lin.weight"),
+        ("encoder.ffns.0.lin1.bias", "encoder.ffns.0.lin1.bias"),
+        ("decoder.encoder_attn.0.v_lin.weight", "decoder.encoder_attn.1.v_lin.weight"),
+        ("decoder.layer_norm15.0.weight", "decoder.layer_norm15.1.weight"),
+        ("decoder.embeddings.weight", "decoder.embeddings.weight"),
+        ("decoder.pred_layer.proj.bias", "decoder.pred_layer.proj.bias"),
+    ] {
+        assert!(s[student_name].equal(&t[teacher_name]), "{student_name} = teacher {teacher_name}");
+    }
+    assert!(student.parameters() < teacher.parameters());
+
+    for (enc, dec, needle) in
+        [(&[0, 3][..], &[0][..], "out of range"), (&[1, 0], &[0], "increasing"), (&[], &[0], "at least")]
+    {
+        let err = teacher.prune(enc, dec).unwrap_err().to_string();
+        assert!(err.contains(needle) && err.contains("encoder"), "{err}");
+    }
+}
+
+#[test]
 fn xlm_parameter_names() {
     let model = model(7);
     let names: Vec<String> = model.vs.variables().into_keys().collect();
