@@ -30,6 +30,8 @@ pub enum Command {
     Train(TrainArgs),
     /// Make a student from chosen teacher layers (weights copied from the teacher).
     Prune(PruneArgs),
+    /// Train a student with word-level knowledge distillation from a teacher (or --no-kd).
+    Distill(DistillArgs),
     /// Import a facebookresearch/XLM or MASS checkpoint (.pth) with its fastBPE codes and vocab.
     ImportXlm(ImportXlmArgs),
     /// Translate a file with a trained model directory.
@@ -196,6 +198,30 @@ pub struct TrainArgs {
     pub max_updates: Option<i64>,
     /// Overrides `[train] max_minutes`: stop (evaluate, checkpoint, write the model) after this
     /// long; rerunning goes on from the checkpoint.
+    #[arg(long)]
+    pub max_minutes: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+pub struct DistillArgs {
+    /// Teacher model directory.
+    #[arg(long)]
+    pub teacher: PathBuf,
+    /// Student model directory to start from (e.g. `exporter prune`'s output).
+    #[arg(long)]
+    pub student: PathBuf,
+    /// TOML file: corpus, out, [kd] temperature/alpha, [train] settings.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Gold targets only (α = 0): the ablation baseline for the same student.
+    #[arg(long)]
+    pub no_kd: bool,
+    #[arg(long, env = "XLMC_DEVICE", value_enum, default_value = "cpu")]
+    pub device: Device,
+    /// Overrides `[train] max_updates`.
+    #[arg(long)]
+    pub max_updates: Option<i64>,
+    /// Overrides `[train] max_minutes`.
     #[arg(long)]
     pub max_minutes: Option<f64>,
 }

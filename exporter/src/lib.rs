@@ -7,6 +7,7 @@ pub mod bench;
 pub mod cli;
 pub mod convert;
 pub mod data;
+pub mod distill;
 pub mod doctor;
 pub mod import_xlm;
 pub mod model_dir;
@@ -34,6 +35,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(args) => train::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Translate(args) => translate::run(&args),
+        Command::Distill(args) => distill::run(&args),
         Command::Prune(args) => {
             print!("{}", prune::run(&args)?);
             Ok(())

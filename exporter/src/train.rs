@@ -93,7 +93,7 @@ impl TeacherConfig {
 
 /// Encodes a split into id pairs, leaving out empty and over-long ones; returns them and the
 /// number left out.
-fn encode_split(
+pub(crate) fn encode_split(
     tokenizer: &Tokenizer,
     corpus: &Path,
     manifest: &Manifest,
@@ -189,7 +189,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn write_curves(out: &Path, log: &[xlmc_training::LogLine]) -> anyhow::Result<()> {
+pub(crate) fn write_curves(out: &Path, log: &[xlmc_training::LogLine]) -> anyhow::Result<()> {
     let loss = Series {
         name: "train loss",
         colour: "#1f77b4",

@@ -89,6 +89,81 @@ fn train_resume_and_translate_from_the_command_line() {
         exporter(&["translate", "--model", &path(model), "--input", &path("in.en"), "--output", &output]);
         assert_eq!(std::fs::read_to_string(&output).unwrap().split('\n').count(), 4, "{model}");
     }
+    // Distil the pruned student from the teacher, online, and the --no-kd ablation.
+    let distill = format!(
+        "corpus = {:?}\nout = {:?}\ndev_sentences = 20\n[kd]\ntemperature = 2.0\nalpha = 0.7\n[train]\nmax_tokens = 300\nlr = 0.002\nwarmup_updates = 5\nmax_updates = 8\neval_every = 8\ncheckpoint_every = 4\n",
+        path("corpus"),
+        path("kd")
+    );
+    std::fs::write(path("distill.toml"), distill).unwrap();
+    let text = exporter(&[
+        "distill",
+        "--teacher",
+        &path("run/model"),
+        "--student",
+        &path("student"),
+        "--config",
+        &path("distill.toml"),
+    ]);
+    assert!(text.contains("α = 0.7") && text.contains("done: 8 updates"), "{text}");
+    let record = std::fs::read_to_string(path("kd/distill.json")).unwrap();
+    assert!(record.contains("\"online\"") && record.contains("0.7"), "{record}");
+    std::fs::write(
+        path("nokd.toml"),
+        std::fs::read_to_string(path("distill.toml")).unwrap().replace("/kd\"", "/nokd\""),
+    )
+    .unwrap();
+    let text = exporter(&[
+        "distill",
+        "--teacher",
+        &path("run/model"),
+        "--student",
+        &path("student"),
+        "--config",
+        &path("nokd.toml"),
+        "--no-kd",
+    ]);
+    assert!(text.contains("--no-kd") && text.contains("done: 8 updates"), "{text}");
+    exporter(&["translate", "--model", &path("kd/model"), "--input", &path("in.en"), "--output", &path("kd.fr")]);
+
+    // A student on another vocabulary is refused, naming why.
+    std::fs::write(path("codes"), "u n 9\nd e 8\n").unwrap();
+    std::fs::write(path("vocab"), "un 9\nde@@ 8\nux 7\nw@@ 6\n1 5\n2 5\n").unwrap();
+    exporter(&[
+        "tokenizer",
+        "import-fastbpe",
+        "--codes",
+        &path("codes"),
+        "--vocab",
+        &path("vocab"),
+        "--out",
+        &path("tok2"),
+    ]);
+    std::fs::write(
+        path("other.toml"),
+        std::fs::read_to_string(path("teacher.toml"))
+            .unwrap()
+            .replace("/tok\"", "/tok2\"")
+            .replace("/run\"", "/run2\""),
+    )
+    .unwrap();
+    exporter(&["train", "--config", &path("other.toml"), "--max-updates", "1"]);
+    let bad = Command::new(binary("exporter"))
+        .env_clear()
+        .args([
+            "distill",
+            "--teacher",
+            &path("run/model"),
+            "--student",
+            &path("run2/model"),
+            "--config",
+            &path("distill.toml"),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && stderr.contains("one shared vocabulary"), "{stderr}");
+
     let bad = Command::new(binary("exporter"))
         .env_clear()
         .args(["prune", "--teacher", &path("run/model"), "--decoder-layers", "1,1", "--out", &path("bad")])

@@ -4,9 +4,11 @@
 //! inverse-square-root warm-up, label-smoothed cross-entropy, gradient accumulation and
 //! clipping; it evaluates dev loss and greedy dev BLEU on a schedule, appends one JSON line per
 //! update to `train_log.jsonl`, and checkpoints (model, optimizer moments, position in the data)
-//! so that a killed run resumes with no update lost or repeated.
+//! so that a killed run resumes with no update lost or repeated. The objective is pluggable
+//! ([`Objective`]): gold cross-entropy for teachers, [`distill`] for students.
 
 pub mod batching;
+pub mod distill;
 mod loss;
 mod optimizer;
 pub mod synthetic;
@@ -14,7 +16,9 @@ mod trainer;
 
 pub use loss::{label_smoothed, teacher_forced};
 pub use optimizer::{Adam, inverse_sqrt_lr};
-pub use trainer::{LOG_FILE, LogLine, Pair, TrainConfig, TrainState, Trainer, read_log};
+pub use trainer::{
+    BatchLoss, GoldObjective, LOG_FILE, LogLine, Objective, Pair, TrainConfig, TrainState, Trainer, read_log,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {

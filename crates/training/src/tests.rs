@@ -64,3 +64,28 @@ fn gradients_reach_only_trainable_weights() {
     let after = &model.vs.variables()["encoder.position_embeddings.weight"];
     assert!(after.equal(&before));
 }
+
+#[test]
+fn online_distillation_changes_only_the_student() {
+    use crate::distill::{KdConfig, OnlineKd};
+    let teacher = fresh_model(model_config());
+    let mut student = teacher.prune(&[0], &[1]).unwrap();
+    let snapshot = |m: &Seq2Seq| -> Vec<(String, Tensor)> {
+        let mut v: Vec<(String, Tensor)> = m.vs.variables().into_iter().map(|(n, t)| (n, t.copy())).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+    let (teacher_before, student_before) = (snapshot(&teacher), snapshot(&student));
+    let train = mapping_task(100, 7);
+    let dir = tempfile::tempdir().unwrap();
+    let trainer = Trainer { config: train_config(3), dir: dir.path().into(), train: &train, dev: &[] };
+    let mut objective =
+        OnlineKd { teacher: &teacher, kd: KdConfig { temperature: 2.0, alpha: 0.5 }, label_smoothing: 0.1 };
+    trainer.run_with(&mut student, &mut objective, &detokenize, |_| {}).unwrap();
+    for ((name, before), (_, after)) in teacher_before.iter().zip(snapshot(&teacher)) {
+        assert!(before.equal(&after), "teacher {name} changed");
+        assert!(!teacher.vs.variables()[name].grad().defined(), "teacher {name} got a gradient");
+    }
+    let changed = student_before.iter().zip(snapshot(&student)).filter(|((_, b), (_, a))| !b.equal(a)).count();
+    assert!(changed > student_before.len() / 2, "the student trained: {changed} tensors changed");
+}

@@ -7,7 +7,7 @@ use std::{
 };
 
 use serde::{Deserialize, Serialize};
-use tch::Kind;
+use tch::{Kind, Tensor};
 use xlmc_decoding::{DecodeOptions, decode};
 use xlmc_transformer::Seq2Seq;
 
@@ -17,6 +17,49 @@ use crate::{
     loss::{label_smoothed, teacher_forced},
     optimizer::{Adam, inverse_sqrt_lr},
 };
+
+/// What one batch costs: the loss to minimise and the plain NLL of the gold tokens, both summed
+/// over the batch's target tokens, and how many tokens that is.
+#[derive(Debug)]
+pub struct BatchLoss {
+    pub loss: Tensor,
+    pub nll: Tensor,
+    pub tokens: usize,
+}
+
+/// The training objective: gold cross-entropy for a teacher, distillation for a student.
+/// `batch` holds the indices of `pairs` in the training set (caches are keyed by them).
+pub trait Objective {
+    fn batch_loss(
+        &mut self,
+        model: &Seq2Seq,
+        batch: &[usize],
+        pairs: &[(&[u32], &[u32])],
+        langs: (i64, i64),
+        train: bool,
+    ) -> BatchLoss;
+}
+
+/// Label-smoothed cross-entropy against the gold targets.
+#[derive(Debug, Clone, Copy)]
+pub struct GoldObjective {
+    pub label_smoothing: f64,
+}
+
+impl Objective for GoldObjective {
+    fn batch_loss(
+        &mut self,
+        model: &Seq2Seq,
+        _batch: &[usize],
+        pairs: &[(&[u32], &[u32])],
+        (source_lang, target_lang): (i64, i64),
+        train: bool,
+    ) -> BatchLoss {
+        let (logits, targets) = teacher_forced(model, pairs, source_lang, target_lang, train);
+        let (loss, nll) = label_smoothed(&logits, &targets, self.label_smoothing);
+        BatchLoss { loss, nll, tokens: targets.size()[0] as usize }
+    }
+}
 
 const CHECKPOINT: &str = "checkpoint";
 const STATE_FILE: &str = "trainer_state.json";
@@ -108,11 +151,23 @@ pub struct Trainer<'a> {
 }
 
 impl Trainer<'_> {
-    /// Trains `model` until `max_updates`, resuming from `dir/checkpoint` when it exists.
-    /// `on_update` is called after every update (progress bars).
+    /// Trains `model` on the gold targets until `max_updates`, resuming from `dir/checkpoint`
+    /// when it exists. `on_update` is called after every update (progress bars).
     pub fn run(
         &self,
         model: &mut Seq2Seq,
+        detokenize: Detokenize<'_>,
+        on_update: impl FnMut(&LogLine),
+    ) -> Result<TrainState, TrainError> {
+        let mut gold = GoldObjective { label_smoothing: self.config.label_smoothing };
+        self.run_with(model, &mut gold, detokenize, on_update)
+    }
+
+    /// [`Trainer::run`] with any objective (distillation).
+    pub fn run_with(
+        &self,
+        model: &mut Seq2Seq,
+        objective: &mut dyn Objective,
         detokenize: Detokenize<'_>,
         mut on_update: impl FnMut(&LogLine),
     ) -> Result<TrainState, TrainError> {
@@ -145,10 +200,8 @@ impl Trainer<'_> {
                 state.batch_in_epoch += 1;
                 let pairs: Vec<(&[u32], &[u32])> =
                     batch.iter().map(|&i| (self.train[i].0.as_slice(), self.train[i].1.as_slice())).collect();
-                let (logits, targets) =
-                    teacher_forced(model, &pairs, self.config.source_lang, self.config.target_lang, true);
-                let (loss, nll) = label_smoothed(&logits, &targets, self.config.label_smoothing);
-                let n = targets.size()[0] as usize;
+                let langs = (self.config.source_lang, self.config.target_lang);
+                let BatchLoss { loss, nll, tokens: n } = objective.batch_loss(model, batch, &pairs, langs, true);
                 // Per-token mean over the whole update, whatever the batch split.
                 loss_sum += loss.double_value(&[]);
                 (loss / (n * self.config.accumulate) as f64).backward();

@@ -1,0 +1,154 @@
+//! Word-level knowledge distillation (Hinton et al. 2015; Kim & Rush 2016):
+//!
+//! loss = α·T²·KL(softmax(z_t/T) ‖ softmax(z_s/T)) + (1−α)·CE_ε(gold)
+//!
+//! summed over target tokens. The teacher's distribution comes either whole (online: the teacher
+//! runs on the same batch, without gradients) or as its top-k log-probabilities (offline, read
+//! from a cache); the top-k case renormalises over the k kept entries, so with k = vocabulary
+//! size both give the same loss.
+
+use tch::{Kind, Tensor};
+use xlmc_transformer::Seq2Seq;
+
+use crate::{
+    loss::{label_smoothed, teacher_forced},
+    trainer::{BatchLoss, Objective},
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KdConfig {
+    /// Softmax temperature T of both distributions in the KL term.
+    pub temperature: f64,
+    /// Weight α of the KL term; 1 − α goes to gold cross-entropy. 0 = no distillation.
+    pub alpha: f64,
+}
+
+impl Default for KdConfig {
+    fn default() -> Self {
+        Self { temperature: 1.0, alpha: 0.5 }
+    }
+}
+
+/// The teacher's distribution over the vocabulary at each target token.
+#[derive(Debug)]
+pub enum TeacherTargets {
+    /// Logits [N, vocab].
+    Full(Tensor),
+    /// The k largest log-probabilities [N, k] (at T = 1) and their token ids [N, k].
+    TopK { indices: Tensor, log_probs: Tensor },
+}
+
+/// Summed KD loss and summed gold NLL for student `logits` [N, vocab] and gold `targets` [N].
+pub fn kd_loss(
+    logits: &Tensor,
+    teacher: &TeacherTargets,
+    targets: &Tensor,
+    kd: KdConfig,
+    label_smoothing: f64,
+) -> (Tensor, Tensor) {
+    let (gold, nll) = label_smoothed(logits, targets, label_smoothing);
+    if kd.alpha == 0.0 {
+        return (gold, nll);
+    }
+    let t = kd.temperature;
+    let student = (logits.to_kind(Kind::Float) / t).log_softmax(-1, Kind::Float);
+    let (teacher_log, student_log) = match teacher {
+        TeacherTargets::Full(teacher_logits) => {
+            let teacher_log = (teacher_logits.to_kind(Kind::Float) / t).log_softmax(-1, Kind::Float);
+            (teacher_log, student)
+        }
+        TeacherTargets::TopK { indices, log_probs } => {
+            // log p_t / T renormalised over the kept entries = log softmax(z_t / T) on them.
+            let teacher_log = (log_probs.to_kind(Kind::Float) / t).log_softmax(-1, Kind::Float);
+            (teacher_log, student.gather(1, indices, false))
+        }
+    };
+    let kl = (teacher_log.exp() * (&teacher_log - student_log)).sum(Kind::Float);
+    let loss = kl * (kd.alpha * t * t) + gold * (1.0 - kd.alpha);
+    (loss, nll)
+}
+
+/// Online distillation: the teacher runs (no gradients, no dropout) on every batch.
+#[derive(Debug)]
+pub struct OnlineKd<'t> {
+    pub teacher: &'t Seq2Seq,
+    pub kd: KdConfig,
+    pub label_smoothing: f64,
+}
+
+impl Objective for OnlineKd<'_> {
+    fn batch_loss(
+        &mut self,
+        model: &Seq2Seq,
+        _batch: &[usize],
+        pairs: &[(&[u32], &[u32])],
+        (source_lang, target_lang): (i64, i64),
+        train: bool,
+    ) -> BatchLoss {
+        let (logits, targets) = teacher_forced(model, pairs, source_lang, target_lang, train);
+        let teacher = tch::no_grad(|| teacher_forced(self.teacher, pairs, source_lang, target_lang, false).0);
+        let (loss, nll) = kd_loss(&logits, &TeacherTargets::Full(teacher), &targets, self.kd, self.label_smoothing);
+        BatchLoss { loss, nll, tokens: targets.size()[0] as usize }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tensor(values: &[f32], shape: [i64; 2]) -> Tensor {
+        Tensor::from_slice(values).view(shape)
+    }
+
+    fn value(t: &Tensor) -> f64 {
+        t.double_value(&[])
+    }
+
+    #[test]
+    fn kl_term_equals_a_hand_computation() {
+        let student = [0.5f32, -1.0, 2.0, 0.0, 1.0, 1.5];
+        let teacher = [1.0f32, 0.0, 1.0, -0.5, 2.0, 0.5];
+        let (s, t) = (tensor(&student, [2, 3]), tensor(&teacher, [2, 3]));
+        let targets = Tensor::from_slice(&[2i64, 1]);
+        let temperature = 2.0;
+        let (loss, _) = kd_loss(&s, &TeacherTargets::Full(t), &targets, KdConfig { temperature, alpha: 1.0 }, 0.0);
+        let softmax = |row: &[f32]| {
+            let e: Vec<f64> = row.iter().map(|&z| (f64::from(z) / temperature).exp()).collect();
+            let sum: f64 = e.iter().sum();
+            e.into_iter().map(|x| x / sum).collect::<Vec<_>>()
+        };
+        let mut expected = 0.0;
+        for row in 0..2 {
+            let (p, q) = (softmax(&teacher[row * 3..row * 3 + 3]), softmax(&student[row * 3..row * 3 + 3]));
+            expected += p.iter().zip(&q).map(|(p, q)| p * (p / q).ln()).sum::<f64>();
+        }
+        expected *= temperature * temperature;
+        assert!((value(&loss) - expected).abs() < 1e-5, "{} vs {expected}", value(&loss));
+    }
+
+    #[test]
+    fn alpha_zero_is_plain_cross_entropy() {
+        let s = tensor(&[0.5, -1.0, 2.0, 0.0, 1.0, 1.5], [2, 3]);
+        let t = tensor(&[9.0, 0.0, -9.0, 3.0, 2.0, 1.0], [2, 3]);
+        let targets = Tensor::from_slice(&[0i64, 2]);
+        let (loss, nll) =
+            kd_loss(&s, &TeacherTargets::Full(t), &targets, KdConfig { temperature: 3.0, alpha: 0.0 }, 0.1);
+        let (gold, gold_nll) = label_smoothed(&s, &targets, 0.1);
+        assert_eq!(value(&loss), value(&gold));
+        assert_eq!(value(&nll), value(&gold_nll));
+    }
+
+    #[test]
+    fn top_k_with_k_equal_to_the_vocabulary_gives_the_online_loss() {
+        tch::manual_seed(3);
+        let s = Tensor::randn([5, 7], (Kind::Float, tch::Device::Cpu));
+        let t = Tensor::randn([5, 7], (Kind::Float, tch::Device::Cpu)) * 3.0;
+        let targets = Tensor::from_slice(&[0i64, 6, 3, 3, 1]);
+        let kd = KdConfig { temperature: 2.0, alpha: 0.7 };
+        let (online, _) = kd_loss(&s, &TeacherTargets::Full(t.shallow_clone()), &targets, kd, 0.1);
+        let (log_probs, indices) = t.log_softmax(-1, Kind::Float).topk(7, -1, true, true);
+        let (offline, _) = kd_loss(&s, &TeacherTargets::TopK { indices, log_probs }, &targets, kd, 0.1);
+        assert!((value(&online) - value(&offline)).abs() < 1e-5, "{} vs {}", value(&online), value(&offline));
+    }
+}
