@@ -30,8 +30,9 @@ pub enum Command {
     Train(TrainArgs),
     /// Make a student from chosen teacher layers (weights copied from the teacher).
     Prune(PruneArgs),
-    /// Train a student with word-level knowledge distillation from a teacher (or --no-kd).
-    Distill(DistillArgs),
+    /// Train a student with word-level knowledge distillation from a teacher (or --no-kd);
+    /// `distill seqkd` builds sequence-level KD data.
+    Distill(DistillCommand),
     /// Import a facebookresearch/XLM or MASS checkpoint (.pth) with its fastBPE codes and vocab.
     ImportXlm(ImportXlmArgs),
     /// Translate a file with a trained model directory.
@@ -203,16 +204,57 @@ pub struct TrainArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct DistillArgs {
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct DistillCommand {
+    #[command(subcommand)]
+    pub action: Option<DistillAction>,
+    #[command(flatten)]
+    pub train: DistillArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DistillAction {
+    /// The teacher translates the training source side (beam search): a corpus whose train
+    /// targets are its outputs, for sequence-level KD (Kim & Rush 2016). Resumable.
+    Seqkd(SeqKdArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SeqKdArgs {
     /// Teacher model directory.
     #[arg(long)]
     pub teacher: PathBuf,
+    /// Corpus whose train source side is translated.
+    #[arg(long, env = "XLMC_DATA_DIR", default_value = "data/en-fr")]
+    pub corpus: PathBuf,
+    /// Output corpus folder.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 4, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=64))]
+    pub beam: usize,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Only the first N training pairs (a CPU budget).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Rebuild even when --out is complete.
+    #[arg(long)]
+    pub force: bool,
+    #[arg(long, env = "XLMC_DEVICE", value_enum, default_value = "cpu")]
+    pub device: Device,
+}
+
+#[derive(Debug, Args)]
+pub struct DistillArgs {
+    /// Teacher model directory.
+    #[arg(long, required = true)]
+    pub teacher: Option<PathBuf>,
     /// Student model directory to start from (e.g. `exporter prune`'s output).
-    #[arg(long)]
-    pub student: PathBuf,
+    #[arg(long, required = true)]
+    pub student: Option<PathBuf>,
     /// TOML file: corpus, out, [kd] temperature/alpha, [train] settings.
-    #[arg(long)]
-    pub config: PathBuf,
+    #[arg(long, required = true)]
+    pub config: Option<PathBuf>,
     /// Gold targets only (α = 0): the ablation baseline for the same student.
     #[arg(long)]
     pub no_kd: bool,

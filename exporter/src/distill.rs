@@ -75,8 +75,12 @@ pub fn check_same_vocabulary(teacher: &Tokenizer, student: &Tokenizer) -> anyhow
 }
 
 pub fn run(args: &DistillArgs) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(&args.config).with_context(|| format!("--config {}", args.config.display()))?;
-    let config: DistillConfig = toml::from_str(&text).with_context(|| format!("--config {}", args.config.display()))?;
+    // clap requires all three unless a subcommand is given.
+    let (Some(teacher_dir), Some(student_dir), Some(config_path)) = (&args.teacher, &args.student, &args.config) else {
+        bail!("--teacher, --student and --config are required");
+    };
+    let text = std::fs::read_to_string(config_path).with_context(|| format!("--config {}", config_path.display()))?;
+    let config: DistillConfig = toml::from_str(&text).with_context(|| format!("--config {}", config_path.display()))?;
     let Some(manifest) = Manifest::load_valid(&config.corpus) else {
         bail!(
             "corpus {}: no valid corpus (MANIFEST.json missing or changed); run `exporter data fetch`",
@@ -84,8 +88,8 @@ pub fn run(args: &DistillArgs) -> anyhow::Result<()> {
         );
     };
     let device = torch_device::select(args.device)?;
-    let (teacher, teacher_tokenizer) = model_dir::load(&args.teacher, device).context("--teacher")?;
-    let (mut student, tokenizer) = model_dir::load(&args.student, device).context("--student")?;
+    let (teacher, teacher_tokenizer) = model_dir::load(teacher_dir, device).context("--teacher")?;
+    let (mut student, tokenizer) = model_dir::load(student_dir, device).context("--student")?;
     check_same_vocabulary(&teacher_tokenizer, &tokenizer).context("--teacher/--student")?;
 
     let mut train_config = config.train.clone();

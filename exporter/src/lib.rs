@@ -15,6 +15,7 @@ pub mod pipeline;
 pub mod plot;
 pub mod prune;
 pub mod score;
+pub mod seqkd;
 pub mod tokenizer;
 pub mod torch_device;
 pub mod train;
@@ -35,7 +36,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(args) => train::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Translate(args) => translate::run(&args),
-        Command::Distill(args) => distill::run(&args),
+        Command::Distill(command) => match &command.action {
+            Some(cli::DistillAction::Seqkd(args)) => {
+                print!("{}", seqkd::run(args)?);
+                Ok(())
+            }
+            None => distill::run(&command.train),
+        },
         Command::Prune(args) => {
             print!("{}", prune::run(&args)?);
             Ok(())

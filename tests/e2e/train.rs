@@ -126,6 +126,67 @@ fn train_resume_and_translate_from_the_command_line() {
     assert!(text.contains("--no-kd") && text.contains("done: 8 updates"), "{text}");
     exporter(&["translate", "--model", &path("kd/model"), "--input", &path("in.en"), "--output", &path("kd.fr")]);
 
+    // Sequence-level KD data: the teacher's beam translations of the first 50 training sources,
+    // the same as `translate` gives; a rerun finds it complete.
+    let text = exporter(&[
+        "distill",
+        "seqkd",
+        "--teacher",
+        &path("run/model"),
+        "--corpus",
+        &path("corpus"),
+        "--out",
+        &path("seqkd"),
+        "--beam",
+        "2",
+        "--limit",
+        "50",
+    ]);
+    assert!(text.contains("teacher translations (beam 2)"), "{text}");
+    let first: String =
+        std::fs::read_to_string(path("corpus/train.en")).unwrap().lines().take(50).map(|l| format!("{l}\n")).collect();
+    std::fs::write(path("first.en"), first).unwrap();
+    exporter(&[
+        "translate",
+        "--model",
+        &path("run/model"),
+        "--input",
+        &path("first.en"),
+        "--output",
+        &path("first.fr"),
+        "--beam",
+        "2",
+    ]);
+    let expected: Vec<String> = std::fs::read_to_string(path("first.fr"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_owned)
+        .collect();
+    let got: Vec<String> =
+        std::fs::read_to_string(path("seqkd/train.fr")).unwrap().lines().map(str::to_owned).collect();
+    assert_eq!(got, expected);
+    assert_eq!(
+        std::fs::read_to_string(path("seqkd/dev.fr")).unwrap(),
+        std::fs::read_to_string(path("corpus/dev.fr")).unwrap(),
+        "dev keeps the references"
+    );
+    let text = exporter(&[
+        "distill",
+        "seqkd",
+        "--teacher",
+        &path("run/model"),
+        "--corpus",
+        &path("corpus"),
+        "--out",
+        &path("seqkd"),
+        "--beam",
+        "2",
+        "--limit",
+        "50",
+    ]);
+    assert!(text.contains("nothing to do"), "{text}");
+
     // A student on another vocabulary is refused, naming why.
     std::fs::write(path("codes"), "u n 9\nd e 8\n").unwrap();
     std::fs::write(path("vocab"), "un 9\nde@@ 8\nux 7\nw@@ 6\n1 5\n2 5\n").unwrap();

@@ -22,8 +22,8 @@ mod text;
 mod user;
 
 pub use fetch::{FetchOptions, Fetched, fetch_en_fr};
-pub use manifest::{MANIFEST_FILE, Manifest, SourceInfo, SplitInfo, split_paths};
-pub use split::Split;
+pub use manifest::{MANIFEST_FILE, Manifest, SourceInfo, SplitInfo, sha256_file, split_paths, write_corpus};
+pub use split::{Split, Splits};
 pub use user::{ImportOptions, ImportReport, MAX_WORDS, UserCorpus, import_corpus};
 
 use std::path::PathBuf;
