@@ -217,6 +217,21 @@ pub enum DistillAction {
     /// The teacher translates the training source side (beam search): a corpus whose train
     /// targets are its outputs, for sequence-level KD (Kim & Rush 2016). Resumable.
     Seqkd(SeqKdArgs),
+    /// Build (or complete, or repair) the teacher's top-k cache for a `mode = "offline"`
+    /// distillation config; `exporter distill` also does this when the cache is incomplete.
+    Cache(CacheArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CacheArgs {
+    /// Teacher model directory.
+    #[arg(long)]
+    pub teacher: PathBuf,
+    /// The distillation config (its corpus, max_sentence_tokens, top_k, cache folder).
+    #[arg(long)]
+    pub config: PathBuf,
+    #[arg(long, env = "XLMC_DEVICE", value_enum, default_value = "cpu")]
+    pub device: Device,
 }
 
 #[derive(Debug, Args)]

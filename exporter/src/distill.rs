@@ -9,16 +9,18 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail, ensure};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 use xlmc_corpus::{Manifest, Split};
+use xlmc_teacher_cache::{CacheSpec, TeacherCache, pair_hash};
 use xlmc_tokenizer::Tokenizer;
 use xlmc_training::{
     GoldObjective, TrainConfig, Trainer,
-    distill::{KdConfig, OnlineKd},
+    distill::{KdConfig, OfflineKd, OnlineKd, build_cache},
     read_log,
 };
 
 use crate::{
-    cli::DistillArgs,
+    cli::{CacheArgs, DistillArgs},
     model_dir, torch_device,
     train::{encode_split, write_curves},
 };
@@ -39,6 +41,143 @@ pub struct DistillConfig {
     pub max_sentence_tokens: usize,
     #[serde(default = "default_dev_sentences")]
     pub dev_sentences: usize,
+    /// `online`: the teacher runs on every batch; `offline`: its top-k log-probabilities are read
+    /// from the cache (built first by `exporter distill cache`, or by this command when missing).
+    #[serde(default)]
+    pub mode: Mode,
+    /// Log-probabilities kept per target token in offline mode.
+    #[serde(default = "default_top_k")]
+    pub top_k: usize,
+    /// Cache folder (default: `<out>/teacher-cache`).
+    pub cache: Option<PathBuf>,
+    /// Training pairs per cache shard.
+    #[serde(default = "default_shard_pairs")]
+    pub cache_shard_pairs: usize,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Online,
+    Offline,
+}
+
+fn default_top_k() -> usize {
+    8
+}
+fn default_shard_pairs() -> usize {
+    4096
+}
+
+impl DistillConfig {
+    pub fn read(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("--config {}", path.display()))?;
+        let config: Self = toml::from_str(&text).with_context(|| format!("--config {}", path.display()))?;
+        ensure!(config.top_k >= 1, "--config {}: top_k must be at least 1", path.display());
+        ensure!(config.cache_shard_pairs >= 1, "--config {}: cache_shard_pairs must be at least 1", path.display());
+        Ok(config)
+    }
+
+    fn cache_dir(&self) -> PathBuf {
+        self.cache.clone().unwrap_or_else(|| self.out.join("teacher-cache"))
+    }
+}
+
+/// Identifies a teacher's weights and the exact training pairs a cache is valid for.
+fn cache_spec(teacher_dir: &Path, train: &[xlmc_training::Pair], config: &DistillConfig) -> CacheSpec {
+    let mut hasher = Sha256::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(teacher_dir)
+        .map(|e| e.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.retain(|p| p.extension().is_some_and(|e| e == "safetensors"));
+    files.sort();
+    for file in files {
+        hasher.update(xlmc_corpus::sha256_file(&file).unwrap_or_default());
+    }
+    for (source, target) in train {
+        hasher.update(pair_hash(source, target).to_le_bytes());
+    }
+    CacheSpec {
+        key: hex::encode(hasher.finalize()),
+        k: config.top_k,
+        pairs: train.len(),
+        shard_pairs: config.cache_shard_pairs,
+    }
+}
+
+/// Builds, completes or repairs the teacher cache; returns it opened.
+fn ensure_cache(
+    teacher: &xlmc_transformer::Seq2Seq,
+    teacher_dir: &Path,
+    train: &[xlmc_training::Pair],
+    config: &DistillConfig,
+    langs: (i64, i64),
+) -> anyhow::Result<TeacherCache> {
+    let spec = cache_spec(teacher_dir, train, config);
+    let dir = config.cache_dir();
+    let bar = ProgressBar::new(spec.shards() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} cache shards  eta {eta}")
+            .expect("progress template")
+            .progress_chars("=> "),
+    );
+    let started = std::time::Instant::now();
+    let built = build_cache(teacher, train, &spec, &dir, langs, 64, |done, _| bar.set_position(done as u64))
+        .with_context(|| format!("teacher cache {}", dir.display()))?;
+    bar.finish_and_clear();
+    println!(
+        "teacher cache {}: top-{} over {} pairs in {} shards ({built} built now, {:.1} s)",
+        dir.display(),
+        spec.k,
+        spec.pairs,
+        spec.shards(),
+        started.elapsed().as_secs_f64()
+    );
+    TeacherCache::open(&dir, &spec).with_context(|| format!("teacher cache {}", dir.display()))
+}
+
+/// Train pairs, dev pairs and language ids for a distillation config.
+struct Data {
+    train: Vec<xlmc_training::Pair>,
+    dev: Vec<xlmc_training::Pair>,
+    dropped: usize,
+    langs: (i64, i64),
+}
+
+fn load_data(config: &DistillConfig, tokenizer: &Tokenizer) -> anyhow::Result<Data> {
+    let Some(manifest) = Manifest::load_valid(&config.corpus) else {
+        bail!(
+            "corpus {}: no valid corpus (MANIFEST.json missing or changed); run `exporter data fetch`",
+            config.corpus.display()
+        );
+    };
+    let langs = (
+        i64::from(tokenizer.language_id(&manifest.source_language)?),
+        i64::from(tokenizer.language_id(&manifest.target_language)?),
+    );
+    let (train, dropped) =
+        encode_split(tokenizer, &config.corpus, &manifest, Split::Train, config.max_sentence_tokens, usize::MAX)?;
+    let (dev, _) = encode_split(
+        tokenizer,
+        &config.corpus,
+        &manifest,
+        Split::Dev,
+        config.max_sentence_tokens,
+        config.dev_sentences,
+    )?;
+    Ok(Data { train, dev, dropped, langs })
+}
+
+/// `exporter distill cache`: the teacher's top-k cache for a distillation config, built or
+/// repaired (corrupt or missing shards are recomputed) without training.
+pub fn run_cache(args: &CacheArgs) -> anyhow::Result<()> {
+    let config = DistillConfig::read(&args.config)?;
+    let device = torch_device::select(args.device)?;
+    let (teacher, tokenizer) = model_dir::load(&args.teacher, device).context("--teacher")?;
+    let data = load_data(&config, &tokenizer)?;
+    ensure_cache(&teacher, &args.teacher, &data.train, &config, data.langs)?;
+    Ok(())
 }
 
 fn default_max_sentence_tokens() -> usize {
@@ -79,14 +218,7 @@ pub fn run(args: &DistillArgs) -> anyhow::Result<()> {
     let (Some(teacher_dir), Some(student_dir), Some(config_path)) = (&args.teacher, &args.student, &args.config) else {
         bail!("--teacher, --student and --config are required");
     };
-    let text = std::fs::read_to_string(config_path).with_context(|| format!("--config {}", config_path.display()))?;
-    let config: DistillConfig = toml::from_str(&text).with_context(|| format!("--config {}", config_path.display()))?;
-    let Some(manifest) = Manifest::load_valid(&config.corpus) else {
-        bail!(
-            "corpus {}: no valid corpus (MANIFEST.json missing or changed); run `exporter data fetch`",
-            config.corpus.display()
-        );
-    };
+    let config = DistillConfig::read(config_path)?;
     let device = torch_device::select(args.device)?;
     let (teacher, teacher_tokenizer) = model_dir::load(teacher_dir, device).context("--teacher")?;
     let (mut student, tokenizer) = model_dir::load(student_dir, device).context("--student")?;
@@ -99,18 +231,8 @@ pub fn run(args: &DistillArgs) -> anyhow::Result<()> {
     if let Some(minutes) = args.max_minutes {
         train_config.max_minutes = Some(minutes);
     }
-    train_config.source_lang = i64::from(tokenizer.language_id(&manifest.source_language)?);
-    train_config.target_lang = i64::from(tokenizer.language_id(&manifest.target_language)?);
-    let (train, dropped) =
-        encode_split(&tokenizer, &config.corpus, &manifest, Split::Train, config.max_sentence_tokens, usize::MAX)?;
-    let (dev, _) = encode_split(
-        &tokenizer,
-        &config.corpus,
-        &manifest,
-        Split::Dev,
-        config.max_sentence_tokens,
-        config.dev_sentences,
-    )?;
+    let Data { train, dev, dropped, langs } = load_data(&config, &tokenizer)?;
+    (train_config.source_lang, train_config.target_lang) = langs;
     let kd = if args.no_kd { KdConfig { alpha: 0.0, ..config.kd } } else { config.kd };
     println!(
         "distilling: {} pairs ({dropped} left out), dev {}; teacher {} parameters, student {}; T = {}, α = {}{}",
@@ -137,24 +259,41 @@ pub fn run(args: &DistillArgs) -> anyhow::Result<()> {
         let bleu = line.dev_bleu.map(|b| format!(" dev BLEU {b:.2}")).unwrap_or_default();
         progress.set_message(format!("loss {:.3} nll {:.3}{bleu}", line.loss, line.nll));
     };
-    let state = if kd.alpha == 0.0 {
-        // No teacher forward at all when it would be weighted by zero.
-        trainer.run_with(&mut student, &mut GoldObjective { label_smoothing }, &detokenize, on_update)?
+    let mode = if kd.alpha == 0.0 {
+        "none"
+    } else if config.mode == Mode::Offline {
+        "offline"
     } else {
-        let mut objective = OnlineKd { teacher: &teacher, kd, label_smoothing };
-        trainer.run_with(&mut student, &mut objective, &detokenize, on_update)?
+        "online"
+    };
+    let state = match mode {
+        // No teacher at all when it would be weighted by zero.
+        "none" => trainer.run_with(&mut student, &mut GoldObjective { label_smoothing }, &detokenize, on_update)?,
+        "offline" => {
+            let cache = ensure_cache(&teacher, teacher_dir, &train, &config, langs)?;
+            let mut objective = OfflineKd { cache: &cache, pairs: &train, kd, label_smoothing };
+            trainer.run_with(&mut student, &mut objective, &detokenize, on_update)?
+        }
+        _ => {
+            let mut objective = OnlineKd { teacher: &teacher, kd, label_smoothing };
+            trainer.run_with(&mut student, &mut objective, &detokenize, on_update)?
+        }
     };
     progress.finish();
-    write_kd_record(&config.out, kd, args)?;
+    write_kd_record(&config.out, kd, mode, config.top_k, args)?;
 
     let final_dir = config.out.join("model");
     model_dir::save(&final_dir, &student, &tokenizer)?;
     let log = read_log(&config.out);
     write_curves(&config.out, &log)?;
     let last_bleu = log.iter().rev().find_map(|l| l.dev_bleu).unwrap_or(f64::NAN);
+    // Speed of this invocation's updates (the offline-vs-online comparison), evaluation included.
+    let seconds = log.last().map_or(0.0, |l| l.elapsed_s);
+    let tokens: usize = log.iter().rev().take_while(|l| l.elapsed_s <= seconds).map(|l| l.tokens).sum();
     println!(
-        "done: {} updates, dev BLEU {last_bleu:.2} (best {:.2}); student → {}",
+        "done: {} updates ({mode} KD, {:.0} target tokens/s), dev BLEU {last_bleu:.2} (best {:.2}); student → {}",
         state.update,
+        tokens as f64 / seconds.max(1e-9),
         state.best_dev_bleu.unwrap_or(f64::NAN),
         final_dir.display()
     );
@@ -162,11 +301,12 @@ pub fn run(args: &DistillArgs) -> anyhow::Result<()> {
 }
 
 /// `distill.json` beside the log: what the run distilled from and with which T and α.
-fn write_kd_record(out: &Path, kd: KdConfig, args: &DistillArgs) -> anyhow::Result<()> {
+fn write_kd_record(out: &Path, kd: KdConfig, mode: &str, top_k: usize, args: &DistillArgs) -> anyhow::Result<()> {
     let record = serde_json::json!({
         "teacher": args.teacher,
         "student_init": args.student,
-        "mode": if kd.alpha == 0.0 { "none" } else { "online" },
+        "mode": mode,
+        "top_k": (mode == "offline").then_some(top_k),
         "temperature": kd.temperature,
         "alpha": kd.alpha,
     });

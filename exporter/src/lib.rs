@@ -41,6 +41,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 print!("{}", seqkd::run(args)?);
                 Ok(())
             }
+            Some(cli::DistillAction::Cache(args)) => distill::run_cache(args),
             None => distill::run(&command.train),
         },
         Command::Prune(args) => {

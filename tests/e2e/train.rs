@@ -126,6 +126,33 @@ fn train_resume_and_translate_from_the_command_line() {
     assert!(text.contains("--no-kd") && text.contains("done: 8 updates"), "{text}");
     exporter(&["translate", "--model", &path("kd/model"), "--input", &path("in.en"), "--output", &path("kd.fr")]);
 
+    // Offline KD: the teacher's top-5 cached in shards of 100 pairs; a corrupted shard is found
+    // by its checksum and rebuilt (only it) before training.
+    let offline = std::fs::read_to_string(path("distill.toml"))
+        .unwrap()
+        .replace("/kd\"", "/offline\"")
+        .replace("dev_sentences = 20", "dev_sentences = 20\nmode = \"offline\"\ntop_k = 5\ncache_shard_pairs = 100");
+    std::fs::write(path("offline.toml"), offline).unwrap();
+    let text = exporter(&["distill", "cache", "--teacher", &path("run/model"), "--config", &path("offline.toml")]);
+    assert!(text.contains("top-5") && text.contains("shards (") && !text.contains("(0 built now"), "{text}");
+    let shard = dir.path().join("offline/teacher-cache/shard-00001.bin");
+    let mut bytes = std::fs::read(&shard).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&shard, bytes).unwrap();
+    let text = exporter(&[
+        "distill",
+        "--teacher",
+        &path("run/model"),
+        "--student",
+        &path("student"),
+        "--config",
+        &path("offline.toml"),
+    ]);
+    assert!(text.contains("(1 built now") && text.contains("offline KD") && text.contains("done: 8 updates"), "{text}");
+    let record = std::fs::read_to_string(path("offline/distill.json")).unwrap();
+    assert!(record.contains("\"offline\"") && record.contains("\"top_k\": 5"), "{record}");
+
     // Sequence-level KD data: the teacher's beam translations of the first 50 training sources,
     // the same as `translate` gives; a rerun finds it complete.
     let text = exporter(&[

@@ -7,10 +7,14 @@
 //! from a cache); the top-k case renormalises over the k kept entries, so with k = vocabulary
 //! size both give the same loss.
 
+use std::path::Path;
+
 use tch::{Kind, Tensor};
+use xlmc_teacher_cache::{CacheError, CacheSpec, PairEntry, TeacherCache, pair_hash, shards_to_build, write_shard};
 use xlmc_transformer::Seq2Seq;
 
 use crate::{
+    Pair,
     loss::{label_smoothed, teacher_forced},
     trainer::{BatchLoss, Objective},
 };
@@ -93,6 +97,91 @@ impl Objective for OnlineKd<'_> {
     }
 }
 
+/// Builds (or completes, or repairs) the top-k cache of `teacher` over `pairs` in `dir`: every
+/// shard missing or failing its checksum is computed again. `on_shard(done, total)` reports
+/// progress. Returns how many shards were built.
+pub fn build_cache(
+    teacher: &Seq2Seq,
+    pairs: &[Pair],
+    spec: &CacheSpec,
+    dir: &Path,
+    (source_lang, target_lang): (i64, i64),
+    batch_pairs: usize,
+    mut on_shard: impl FnMut(usize, usize),
+) -> Result<usize, CacheError> {
+    let todo = shards_to_build(dir, spec)?;
+    let total = spec.shards();
+    on_shard(total - todo.len(), total);
+    for (done, &shard) in todo.iter().enumerate() {
+        let range = spec.shard_range(shard);
+        let mut entries = Vec::with_capacity(range.len());
+        for chunk in pairs[range].chunks(batch_pairs.max(1)) {
+            let batch: Vec<(&[u32], &[u32])> = chunk.iter().map(|(s, t)| (s.as_slice(), t.as_slice())).collect();
+            let (log_probs, indices) = tch::no_grad(|| {
+                let (logits, _) = teacher_forced(teacher, &batch, source_lang, target_lang, false);
+                logits.log_softmax(-1, Kind::Float).topk(spec.k as i64, -1, true, true)
+            });
+            let ids = Vec::<i64>::try_from(indices.flatten(0, -1).to(tch::Device::Cpu)).expect("topk ids");
+            let probs = Vec::<f32>::try_from(log_probs.flatten(0, -1).to(tch::Device::Cpu)).expect("topk values");
+            // Rows come pair by pair, token by token (teacher_forced's order): target + </s>.
+            let mut at = 0;
+            for (source, target) in chunk {
+                let tokens = target.len() + 1;
+                let n = tokens * spec.k;
+                entries.push(PairEntry {
+                    pair_hash: pair_hash(source, target),
+                    tokens,
+                    ids: ids[at..at + n].iter().map(|&i| i as u32).collect(),
+                    log_probs: probs[at..at + n].to_vec(),
+                });
+                at += n;
+            }
+        }
+        write_shard(dir, spec, shard, &entries)?;
+        on_shard(total - todo.len() + done + 1, total);
+    }
+    Ok(todo.len())
+}
+
+/// Offline distillation: the teacher's top-k distributions come from a [`TeacherCache`].
+#[derive(Debug)]
+pub struct OfflineKd<'c> {
+    pub cache: &'c TeacherCache,
+    /// The training pairs the cache was built over (each entry is checked against its pair).
+    pub pairs: &'c [Pair],
+    pub kd: KdConfig,
+    pub label_smoothing: f64,
+}
+
+impl Objective for OfflineKd<'_> {
+    fn batch_loss(
+        &mut self,
+        model: &Seq2Seq,
+        batch: &[usize],
+        pairs: &[(&[u32], &[u32])],
+        (source_lang, target_lang): (i64, i64),
+        train: bool,
+    ) -> BatchLoss {
+        let (logits, targets) = teacher_forced(model, pairs, source_lang, target_lang, train);
+        let k = self.cache.spec().k as i64;
+        let (mut ids, mut log_probs) = (Vec::new(), Vec::new());
+        for &i in batch {
+            let (source, target) = &self.pairs[i];
+            // A mismatch means the cache was built for other data: never train on it.
+            let entry = self.cache.pair(i, pair_hash(source, target)).unwrap_or_else(|e| panic!("teacher cache: {e}"));
+            ids.extend(entry.ids.iter().map(|&id| i64::from(id)));
+            log_probs.extend(entry.log_probs);
+        }
+        let device = logits.device();
+        let teacher = TeacherTargets::TopK {
+            indices: Tensor::from_slice(&ids).view([-1, k]).to(device),
+            log_probs: Tensor::from_slice(&log_probs).view([-1, k]).to(device),
+        };
+        let (loss, nll) = kd_loss(&logits, &teacher, &targets, self.kd, self.label_smoothing);
+        BatchLoss { loss, nll, tokens: targets.size()[0] as usize }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,6 +226,37 @@ mod tests {
         let (gold, gold_nll) = label_smoothed(&s, &targets, 0.1);
         assert_eq!(value(&loss), value(&gold));
         assert_eq!(value(&nll), value(&gold_nll));
+    }
+
+    #[test]
+    fn offline_from_a_full_cache_equals_online_on_the_same_batch() {
+        use crate::synthetic::{mapping_task, model_config};
+        tch::manual_seed(11);
+        let teacher = Seq2Seq::new(model_config(), tch::Device::Cpu).unwrap();
+        let student = teacher.prune(&[1], &[0]).unwrap();
+        let pairs = mapping_task(30, 4);
+        let dir = tempfile::tempdir().unwrap();
+        let spec =
+            CacheSpec { key: "t".into(), k: model_config().n_words as usize, pairs: pairs.len(), shard_pairs: 8 };
+        let built = build_cache(&teacher, &pairs, &spec, dir.path(), (0, 1), 5, |_, _| {}).unwrap();
+        assert_eq!(built, 4);
+        let cache = TeacherCache::open(dir.path(), &spec).unwrap();
+        let kd = KdConfig { temperature: 2.0, alpha: 0.6 };
+        let batch = [3usize, 17, 9, 25];
+        let view: Vec<(&[u32], &[u32])> =
+            batch.iter().map(|&i| (pairs[i].0.as_slice(), pairs[i].1.as_slice())).collect();
+        let online =
+            OnlineKd { teacher: &teacher, kd, label_smoothing: 0.1 }.batch_loss(&student, &batch, &view, (0, 1), false);
+        let offline = OfflineKd { cache: &cache, pairs: &pairs, kd, label_smoothing: 0.1 }.batch_loss(
+            &student,
+            &batch,
+            &view,
+            (0, 1),
+            false,
+        );
+        let (a, b) = (value(&online.loss), value(&offline.loss));
+        assert!((a - b).abs() < 1e-4 * a.abs().max(1.0), "online {a} vs offline {b}");
+        assert_eq!(online.tokens, offline.tokens);
     }
 
     #[test]
