@@ -89,3 +89,39 @@ fn online_distillation_changes_only_the_student() {
     let changed = student_before.iter().zip(snapshot(&student)).filter(|((_, b), (_, a))| !b.equal(a)).count();
     assert!(changed > student_before.len() / 2, "the student trained: {changed} tensors changed");
 }
+
+#[test]
+fn pruned_and_distilled_student_keeps_95_percent_of_the_teacher_bleu() {
+    use crate::distill::{KdConfig, OnlineKd};
+    let (train, dev) = (mapping_task(2000, 1), mapping_task(100, 2));
+    let teacher_dir = tempfile::tempdir().unwrap();
+    let mut teacher = fresh_model(model_config());
+    let trainer = Trainer {
+        config: TrainConfig { checkpoint_every: 1000, ..train_config(400) },
+        dir: teacher_dir.path().into(),
+        train: &train,
+        dev: &dev,
+    };
+    trainer.run(&mut teacher, &detokenize, |_| {}).unwrap();
+    let (_, teacher_bleu) = trainer.evaluate(&teacher, &detokenize);
+
+    // Half the layers on each side, then word-level KD from the teacher.
+    let mut student = teacher.prune(&[1], &[1]).unwrap();
+    let (_, pruned_bleu) = trainer.evaluate(&student, &detokenize);
+    let student_dir = tempfile::tempdir().unwrap();
+    let distiller = Trainer {
+        config: TrainConfig { checkpoint_every: 1000, warmup_updates: 20, ..train_config(200) },
+        dir: student_dir.path().into(),
+        train: &train,
+        dev: &dev,
+    };
+    let mut kd = OnlineKd { teacher: &teacher, kd: KdConfig { temperature: 2.0, alpha: 0.5 }, label_smoothing: 0.1 };
+    distiller.run_with(&mut student, &mut kd, &detokenize, |_| {}).unwrap();
+    let (_, student_bleu) = distiller.evaluate(&student, &detokenize);
+    assert!(teacher_bleu >= 95.0, "teacher {teacher_bleu}");
+    assert!(
+        student_bleu >= 0.95 * teacher_bleu,
+        "student {student_bleu} vs teacher {teacher_bleu} (pruned, before KD: {pruned_bleu})"
+    );
+    assert!(student.parameters() < teacher.parameters());
+}
