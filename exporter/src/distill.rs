@@ -7,10 +7,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail, ensure};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use xlmc_corpus::{Manifest, Split};
 use xlmc_teacher_cache::{CacheSpec, TeacherCache, pair_hash};
 use xlmc_tokenizer::Tokenizer;
 use xlmc_training::{
@@ -22,7 +20,7 @@ use xlmc_training::{
 use crate::{
     cli::{CacheArgs, DistillArgs},
     model_dir, torch_device,
-    train::{encode_split, write_curves},
+    train::{TrainingData, progress_bar, write_curves},
 };
 
 /// The TOML file `exporter distill --config` reads.
@@ -87,14 +85,7 @@ impl DistillConfig {
 /// Identifies a teacher's weights and the exact training pairs a cache is valid for.
 fn cache_spec(teacher_dir: &Path, train: &[xlmc_training::Pair], config: &DistillConfig) -> CacheSpec {
     let mut hasher = Sha256::new();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(teacher_dir)
-        .map(|e| e.filter_map(Result::ok).map(|e| e.path()).collect())
-        .unwrap_or_default();
-    files.retain(|p| p.extension().is_some_and(|e| e == "safetensors"));
-    files.sort();
-    for file in files {
-        hasher.update(xlmc_corpus::sha256_file(&file).unwrap_or_default());
-    }
+    hasher.update(model_dir::weights_fingerprint(teacher_dir));
     for (source, target) in train {
         hasher.update(pair_hash(source, target).to_le_bytes());
     }
@@ -116,12 +107,7 @@ fn ensure_cache(
 ) -> anyhow::Result<TeacherCache> {
     let spec = cache_spec(teacher_dir, train, config);
     let dir = config.cache_dir();
-    let bar = ProgressBar::new(spec.shards() as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} cache shards  eta {eta}")
-            .expect("progress template")
-            .progress_chars("=> "),
-    );
+    let bar = progress_bar(spec.shards() as u64, "{pos}/{len} cache shards  eta {eta}");
     let started = std::time::Instant::now();
     let built = build_cache(teacher, train, &spec, &dir, langs, 64, |done, _| bar.set_position(done as u64))
         .with_context(|| format!("teacher cache {}", dir.display()))?;
@@ -137,45 +123,13 @@ fn ensure_cache(
     TeacherCache::open(&dir, &spec).with_context(|| format!("teacher cache {}", dir.display()))
 }
 
-/// Train pairs, dev pairs and language ids for a distillation config.
-struct Data {
-    train: Vec<xlmc_training::Pair>,
-    dev: Vec<xlmc_training::Pair>,
-    dropped: usize,
-    langs: (i64, i64),
-}
-
-fn load_data(config: &DistillConfig, tokenizer: &Tokenizer) -> anyhow::Result<Data> {
-    let Some(manifest) = Manifest::load_valid(&config.corpus) else {
-        bail!(
-            "corpus {}: no valid corpus (MANIFEST.json missing or changed); run `exporter data fetch`",
-            config.corpus.display()
-        );
-    };
-    let langs = (
-        i64::from(tokenizer.language_id(&manifest.source_language)?),
-        i64::from(tokenizer.language_id(&manifest.target_language)?),
-    );
-    let (train, dropped) =
-        encode_split(tokenizer, &config.corpus, &manifest, Split::Train, config.max_sentence_tokens, usize::MAX)?;
-    let (dev, _) = encode_split(
-        tokenizer,
-        &config.corpus,
-        &manifest,
-        Split::Dev,
-        config.max_sentence_tokens,
-        config.dev_sentences,
-    )?;
-    Ok(Data { train, dev, dropped, langs })
-}
-
 /// `exporter distill cache`: the teacher's top-k cache for a distillation config, built or
 /// repaired (corrupt or missing shards are recomputed) without training.
 pub fn run_cache(args: &CacheArgs) -> anyhow::Result<()> {
     let config = DistillConfig::read(&args.config)?;
     let device = torch_device::select(args.device)?;
     let (teacher, tokenizer) = model_dir::load(&args.teacher, device).context("--teacher")?;
-    let data = load_data(&config, &tokenizer)?;
+    let data = TrainingData::load(&config.corpus, &tokenizer, config.max_sentence_tokens, config.dev_sentences)?;
     ensure_cache(&teacher, &args.teacher, &data.train, &config, data.langs)?;
     Ok(())
 }
@@ -231,7 +185,8 @@ pub fn run(args: &DistillArgs) -> anyhow::Result<()> {
     if let Some(minutes) = args.max_minutes {
         train_config.max_minutes = Some(minutes);
     }
-    let Data { train, dev, dropped, langs } = load_data(&config, &tokenizer)?;
+    let TrainingData { train, dev, dropped, langs } =
+        TrainingData::load(&config.corpus, &tokenizer, config.max_sentence_tokens, config.dev_sentences)?;
     (train_config.source_lang, train_config.target_lang) = langs;
     let kd = if args.no_kd { KdConfig { alpha: 0.0, ..config.kd } } else { config.kd };
     println!(
@@ -245,12 +200,7 @@ pub fn run(args: &DistillArgs) -> anyhow::Result<()> {
         if args.no_kd { " (--no-kd: gold targets only)" } else { "" }
     );
 
-    let progress = ProgressBar::new(train_config.max_updates as u64);
-    progress.set_style(
-        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} updates  {msg}")
-            .expect("progress template")
-            .progress_chars("=> "),
-    );
+    let progress = progress_bar(train_config.max_updates as u64, "{pos}/{len} updates  {msg}");
     let detokenize = |ids: &[u32]| tokenizer.decode(ids).unwrap_or_default();
     let label_smoothing = train_config.label_smoothing;
     let trainer = Trainer { config: train_config, dir: config.out.clone(), train: &train, dev: &dev };

@@ -29,6 +29,17 @@ pub fn save_new(out: &Path, force: bool, model: &Seq2Seq, tokenizer: &Tokenizer)
     std::fs::rename(staging.keep(), out).with_context(|| format!("--out {}", out.display()))
 }
 
+/// sha256 of each weight file, in name order: identifies a model's weights (caches built from a
+/// teacher must not be reused for another).
+pub fn weights_fingerprint(dir: &Path) -> String {
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| entries.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.retain(|p| p.extension().is_some_and(|e| e == "safetensors"));
+    files.sort();
+    files.iter().map(|p| xlmc_corpus::sha256_file(p).unwrap_or_default()).collect::<Vec<_>>().join(",")
+}
+
 /// Bytes of the weight files in a model directory.
 pub fn weight_bytes(dir: &Path) -> u64 {
     std::fs::read_dir(dir)

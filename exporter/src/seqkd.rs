@@ -7,19 +7,14 @@
 //! Long: translations are appended chunk by chunk to `.seqkd/` inside `--out` with a progress
 //! record, so a killed run resumes after the last finished chunk.
 
-use std::{
-    collections::BTreeMap,
-    io::Write,
-    path::{Path, PathBuf},
-};
+use std::{collections::BTreeMap, io::Write, path::Path};
 
 use anyhow::{Context, bail, ensure};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use xlmc_corpus::{Manifest, Pair, SourceInfo, Split, Splits, sha256_file, split_paths, write_corpus};
 use xlmc_decoding::{DecodeOptions, decode};
 
-use crate::{cli::SeqKdArgs, model_dir, torch_device};
+use crate::{cli::SeqKdArgs, model_dir, torch_device, train::progress_bar};
 
 const WORK_DIR: &str = ".seqkd";
 const PROGRESS_FILE: &str = "progress.json";
@@ -68,7 +63,7 @@ pub fn run(args: &SeqKdArgs) -> anyhow::Result<String> {
     std::fs::create_dir_all(&work).with_context(|| format!("--out {}", args.out.display()))?;
     let key = format!(
         "teacher={} corpus={} n={} beam={}",
-        teacher_weights_hash(&args.teacher),
+        model_dir::weights_fingerprint(&args.teacher),
         sha256_file(&train_src).unwrap_or_default(),
         sources.len(),
         args.beam
@@ -87,12 +82,7 @@ pub fn run(args: &SeqKdArgs) -> anyhow::Result<String> {
 
     let options = DecodeOptions { beam_size: args.beam, ..Default::default() };
     let mut translator = teacher.translator(source_id, target_id);
-    let bar = ProgressBar::new(sources.len() as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} sentences  {per_sec} eta {eta}")
-            .expect("progress template")
-            .progress_chars("=> "),
-    );
+    let bar = progress_bar(sources.len() as u64, "{pos}/{len} sentences  {per_sec} eta {eta}");
     bar.set_position(progress.done as u64);
     while progress.done < sources.len() {
         let end = (progress.done + CHUNK).min(sources.len());
@@ -167,14 +157,4 @@ pub fn run(args: &SeqKdArgs) -> anyhow::Result<String> {
         splits.train.len(),
         args.beam
     ))
-}
-
-/// Identifies the teacher's weights (a different teacher must not resume another's outputs).
-fn teacher_weights_hash(dir: &Path) -> String {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|entries| entries.filter_map(Result::ok).map(|e| e.path()).collect())
-        .unwrap_or_default();
-    files.retain(|p| p.extension().is_some_and(|e| e == "safetensors"));
-    files.sort();
-    files.iter().map(|p| sha256_file(p).unwrap_or_default()).collect::<Vec<_>>().join(",")
 }

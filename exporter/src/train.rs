@@ -93,7 +93,51 @@ impl TeacherConfig {
 
 /// Encodes a split into id pairs, leaving out empty and over-long ones; returns them and the
 /// number left out.
-pub(crate) fn encode_split(
+/// A progress bar `elapsed [=====>   ] <what>` (hidden when stderr is not a terminal).
+pub(crate) fn progress_bar(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(&format!("{{elapsed_precise}} [{{bar:30}}] {what}"))
+            .expect("progress template")
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+/// A corpus's train and dev pairs encoded with a tokenizer, and the language ids to train with.
+pub(crate) struct TrainingData {
+    pub train: Vec<Pair>,
+    pub dev: Vec<Pair>,
+    /// Train pairs left out (empty or too long).
+    pub dropped: usize,
+    pub langs: (i64, i64),
+}
+
+impl TrainingData {
+    pub fn load(
+        corpus: &Path,
+        tokenizer: &Tokenizer,
+        max_sentence_tokens: usize,
+        dev_sentences: usize,
+    ) -> anyhow::Result<Self> {
+        let Some(manifest) = Manifest::load_valid(corpus) else {
+            bail!(
+                "corpus {}: no valid corpus (MANIFEST.json missing or changed); run `exporter data fetch`",
+                corpus.display()
+            );
+        };
+        let langs = (
+            i64::from(tokenizer.language_id(&manifest.source_language)?),
+            i64::from(tokenizer.language_id(&manifest.target_language)?),
+        );
+        let (train, dropped) =
+            encode_split(tokenizer, corpus, &manifest, Split::Train, max_sentence_tokens, usize::MAX)?;
+        let (dev, _) = encode_split(tokenizer, corpus, &manifest, Split::Dev, max_sentence_tokens, dev_sentences)?;
+        Ok(Self { train, dev, dropped, langs })
+    }
+}
+
+fn encode_split(
     tokenizer: &Tokenizer,
     corpus: &Path,
     manifest: &Manifest,
@@ -119,12 +163,6 @@ pub(crate) fn encode_split(
 
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let config = TeacherConfig::read(&args.config)?;
-    let Some(manifest) = Manifest::load_valid(&config.corpus) else {
-        bail!(
-            "corpus {}: no valid corpus (MANIFEST.json missing or changed); run `exporter data fetch`",
-            config.corpus.display()
-        );
-    };
     let tokenizer =
         Tokenizer::load(&config.tokenizer).with_context(|| format!("tokenizer {}", config.tokenizer.display()))?;
     let mut train_config = config.train.clone();
@@ -134,19 +172,9 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     if let Some(minutes) = args.max_minutes {
         train_config.max_minutes = Some(minutes);
     }
-    train_config.source_lang = i64::from(tokenizer.language_id(&manifest.source_language)?);
-    train_config.target_lang = i64::from(tokenizer.language_id(&manifest.target_language)?);
-
-    let (train, dropped) =
-        encode_split(&tokenizer, &config.corpus, &manifest, Split::Train, config.max_sentence_tokens, usize::MAX)?;
-    let (dev, _) = encode_split(
-        &tokenizer,
-        &config.corpus,
-        &manifest,
-        Split::Dev,
-        config.max_sentence_tokens,
-        config.dev_sentences,
-    )?;
+    let TrainingData { train, dev, dropped, langs } =
+        TrainingData::load(&config.corpus, &tokenizer, config.max_sentence_tokens, config.dev_sentences)?;
+    (train_config.source_lang, train_config.target_lang) = langs;
     println!(
         "training on {} pairs ({dropped} left out: empty or over {} tokens), validating on {}",
         train.len(),
@@ -159,12 +187,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let mut model = Seq2Seq::new(model_config, device)?;
     println!("model: {} parameters, device {device:?}", model.parameters());
 
-    let progress = ProgressBar::new(train_config.max_updates as u64);
-    progress.set_style(
-        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} updates  {msg}")
-            .expect("progress template")
-            .progress_chars("=> "),
-    );
+    let progress = progress_bar(train_config.max_updates as u64, "{pos}/{len} updates  {msg}");
     let detokenize = |ids: &[u32]| tokenizer.decode(ids).unwrap_or_default();
     let trainer = Trainer { config: train_config, dir: config.out.clone(), train: &train, dev: &dev };
     let state = trainer.run(&mut model, &detokenize, |line| {

@@ -34,12 +34,12 @@ pub fn run(args: &TranslateArgs) -> anyhow::Result<()> {
             translated[i] = tokenizer.decode(&hypothesis.tokens)?;
         }
     }
-    let mut out: Box<dyn Write> = match &args.output {
-        Some(path) => Box::new(std::fs::File::create(path).with_context(|| format!("--output {}", path.display()))?),
-        None => Box::new(std::io::stdout().lock()),
-    };
-    for line in translated {
-        writeln!(out, "{line}")?;
+    let text: String = translated.iter().map(|line| format!("{line}\n")).collect();
+    match &args.output {
+        // Whole file or nothing: a failed run never leaves a half-written output behind.
+        Some(path) => {
+            xlmc_atomic_file::write(path, text.as_bytes()).with_context(|| format!("--output {}", path.display()))
+        }
+        None => Ok(std::io::stdout().lock().write_all(text.as_bytes())?),
     }
-    Ok(())
 }
