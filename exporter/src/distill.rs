@@ -241,7 +241,7 @@ pub fn run(args: &DistillArgs) -> anyhow::Result<()> {
     let seconds = log.last().map_or(0.0, |l| l.elapsed_s);
     let tokens: usize = log.iter().rev().take_while(|l| l.elapsed_s <= seconds).map(|l| l.tokens).sum();
     println!(
-        "done: {} updates ({mode} KD, {:.0} target tokens/s), dev BLEU {last_bleu:.2} (best {:.2}); student → {}",
+        "done: {} updates (KD: {mode}, {:.0} target tokens/s), dev BLEU {last_bleu:.2} (best {:.2}); student → {}",
         state.update,
         tokens as f64 / seconds.max(1e-9),
         state.best_dev_bleu.unwrap_or(f64::NAN),
