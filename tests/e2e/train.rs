@@ -149,7 +149,10 @@ fn train_resume_and_translate_from_the_command_line() {
         "--config",
         &path("offline.toml"),
     ]);
-    assert!(text.contains("(1 built now") && text.contains("KD: offline") && text.contains("done: 8 updates"), "{text}");
+    assert!(
+        text.contains("(1 built now") && text.contains("KD: offline") && text.contains("done: 8 updates"),
+        "{text}"
+    );
     let record = std::fs::read_to_string(path("offline/distill.json")).unwrap();
     assert!(record.contains("\"offline\"") && record.contains("\"top_k\": 5"), "{record}");
 
