@@ -16,8 +16,37 @@
 //! state unchanged), so the backward direction of a short sentence starts at its own last token
 //! and results do not depend on what else is in the batch.
 
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
+
 use tch::{Device, Kind, Tensor, nn};
 use xlmc_decoding::StepModel;
+
+pub const CONFIG_FILE: &str = "config.json";
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+/// `config.json`'s `architecture` for this model (Transformer configs have none).
+pub const ARCHITECTURE: &str = "bigru";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("{path}: {detail}")]
+    File { path: PathBuf, detail: String },
+    #[error("{path} does not match its config: {detail}; nothing was loaded")]
+    Mismatch { path: PathBuf, detail: String },
+}
+
+fn file_error(path: &Path, detail: impl ToString) -> CheckpointError {
+    CheckpointError::File { path: path.to_owned(), detail: detail.to_string() }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedConfig {
+    architecture: String,
+    #[serde(flatten)]
+    config: Config,
+}
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Config {
@@ -156,6 +185,73 @@ impl BiGru {
 
     pub fn parameters(&self) -> i64 {
         self.vs.trainable_variables().iter().map(Tensor::numel).sum::<usize>() as i64
+    }
+
+    /// Writes `config.json` (with `"architecture": "bigru"`) and `model.safetensors`, atomically.
+    pub fn save(&self, dir: &Path) -> Result<(), CheckpointError> {
+        std::fs::create_dir_all(dir).map_err(|e| file_error(dir, e))?;
+        let saved = SavedConfig { architecture: ARCHITECTURE.into(), config: self.config.clone() };
+        let config_path = dir.join(CONFIG_FILE);
+        let json = serde_json::to_string_pretty(&saved).expect("config serialises");
+        xlmc_atomic_file::write(&config_path, json.as_bytes()).map_err(|e| file_error(&config_path, e))?;
+        let mut named: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        let (path, tmp) = (dir.join(WEIGHTS_FILE), dir.join(format!(".{WEIGHTS_FILE}.tmp")));
+        Tensor::write_safetensors(&named, &tmp).map_err(|e| file_error(&tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| file_error(&path, e))
+    }
+
+    /// Whether `dir/config.json` describes a BiGRU.
+    pub fn is_saved_in(dir: &Path) -> bool {
+        std::fs::read_to_string(dir.join(CONFIG_FILE))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .is_some_and(|v| v.get("architecture").and_then(|a| a.as_str()) == Some(ARCHITECTURE))
+    }
+
+    /// Reads a model saved by [`BiGru::save`]; every name and shape is checked before copying.
+    pub fn load(dir: &Path, device: Device) -> Result<Self, CheckpointError> {
+        let config_path = dir.join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&config_path).map_err(|e| file_error(&config_path, e))?;
+        let saved: SavedConfig = serde_json::from_str(&text).map_err(|e| file_error(&config_path, e))?;
+        if saved.architecture != ARCHITECTURE {
+            return Err(file_error(
+                &config_path,
+                format!("architecture {:?}, not {ARCHITECTURE:?}", saved.architecture),
+            ));
+        }
+        let mut model = Self::new(saved.config, device);
+        model.load_weights(dir)?;
+        Ok(model)
+    }
+
+    /// Copies the weights saved in `dir` into this model (same config).
+    pub fn load_weights(&mut self, dir: &Path) -> Result<(), CheckpointError> {
+        let path = dir.join(WEIGHTS_FILE);
+        let stored: BTreeMap<String, Tensor> =
+            Tensor::read_safetensors(&path).map_err(|e| file_error(&path, e))?.into_iter().collect();
+        let mut variables = self.vs.variables();
+        let mut problems: Vec<String> = variables
+            .iter()
+            .filter_map(|(name, var)| match stored.get(name) {
+                None => Some(format!("missing {name}")),
+                Some(value) if value.size() != var.size() => {
+                    Some(format!("{name}: {:?} vs {:?}", value.size(), var.size()))
+                }
+                Some(_) => None,
+            })
+            .collect();
+        problems.extend(stored.keys().filter(|k| !variables.contains_key(*k)).map(|k| format!("unexpected {k}")));
+        if !problems.is_empty() {
+            return Err(CheckpointError::Mismatch { path, detail: problems.join(", ") });
+        }
+        tch::no_grad(|| {
+            for (name, value) in &stored {
+                let var = variables.get_mut(name).expect("checked above");
+                var.copy_(&value.to_kind(var.kind()).to(var.device()));
+            }
+        });
+        Ok(())
     }
 
     fn embed(&self, table: &Tensor, langs: &Tensor, tokens: &Tensor, lang: i64, train: bool) -> Tensor {

@@ -89,3 +89,21 @@ fn pytorch_parameter_names() {
     assert_eq!(model.vs.variables()["encoder.gru.weight_ih_l0"].size(), [3 * 32, 32]);
     assert_eq!(model.vs.variables()["decoder.gru.weight_hh_l0"].size(), [3 * 64, 64]);
 }
+
+#[test]
+fn saved_models_load_identically_and_mismatches_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let original = model();
+    original.save(dir.path()).unwrap();
+    assert!(BiGru::is_saved_in(dir.path()));
+    let loaded = BiGru::load(dir.path(), Device::Cpu).unwrap();
+    let all = sources(10);
+    let run = |m: &BiGru| decode(&mut m.translator(0, 1), &all, DecodeOptions::default()).unwrap();
+    assert_eq!(
+        run(&loaded).iter().map(|h| &h.tokens).collect::<Vec<_>>(),
+        run(&original).iter().map(|h| &h.tokens).collect::<Vec<_>>()
+    );
+    let mut wider = BiGru::new(Config { hidden: 40, ..Config::tiny(VOCAB) }, Device::Cpu);
+    let err = wider.load_weights(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("encoder.gru.weight_hh_l0") && err.contains("nothing was loaded"), "{err}");
+}

@@ -14,7 +14,7 @@ use xlmc_teacher_cache::{CacheError, CacheSpec, PairEntry, TeacherCache, pair_ha
 use xlmc_transformer::Seq2Seq;
 
 use crate::{
-    Pair,
+    Pair, TrainableModel,
     loss::{label_smoothed, teacher_forced},
     trainer::{BatchLoss, Objective},
 };
@@ -84,13 +84,13 @@ pub struct OnlineKd<'t> {
 impl Objective for OnlineKd<'_> {
     fn batch_loss(
         &mut self,
-        model: &Seq2Seq,
+        model: &dyn TrainableModel,
         _batch: &[usize],
         pairs: &[(&[u32], &[u32])],
         (source_lang, target_lang): (i64, i64),
         train: bool,
     ) -> BatchLoss {
-        let (logits, targets) = teacher_forced(model, pairs, source_lang, target_lang, train);
+        let (logits, targets) = model.teacher_forced(pairs, (source_lang, target_lang), train);
         let teacher = tch::no_grad(|| teacher_forced(self.teacher, pairs, source_lang, target_lang, false).0);
         let (loss, nll) = kd_loss(&logits, &TeacherTargets::Full(teacher), &targets, self.kd, self.label_smoothing);
         BatchLoss { loss, nll, tokens: targets.size()[0] as usize }
@@ -156,13 +156,13 @@ pub struct OfflineKd<'c> {
 impl Objective for OfflineKd<'_> {
     fn batch_loss(
         &mut self,
-        model: &Seq2Seq,
+        model: &dyn TrainableModel,
         batch: &[usize],
         pairs: &[(&[u32], &[u32])],
-        (source_lang, target_lang): (i64, i64),
+        langs: (i64, i64),
         train: bool,
     ) -> BatchLoss {
-        let (logits, targets) = teacher_forced(model, pairs, source_lang, target_lang, train);
+        let (logits, targets) = model.teacher_forced(pairs, langs, train);
         let k = self.cache.spec().k as i64;
         let (mut ids, mut log_probs) = (Vec::new(), Vec::new());
         for &i in batch {

@@ -10,11 +10,13 @@
 pub mod batching;
 pub mod distill;
 mod loss;
+mod model;
 mod optimizer;
 pub mod synthetic;
 mod trainer;
 
-pub use loss::{label_smoothed, teacher_forced};
+pub use loss::{decoder_io, label_smoothed, teacher_forced, unpad};
+pub use model::TrainableModel;
 pub use optimizer::{Adam, inverse_sqrt_lr};
 pub use trainer::{
     BatchLoss, GoldObjective, LOG_FILE, LogLine, Objective, Pair, TrainConfig, TrainState, Trainer, read_log,

@@ -13,6 +13,39 @@ pub fn label_smoothed(logits: &Tensor, targets: &Tensor, epsilon: f64) -> (Tenso
     (loss, nll.sum(Kind::Float))
 }
 
+/// Decoder inputs `</s> y1 … ym` and outputs `y1 … ym </s>` for a batch of targets, padded with
+/// `pad` to the longest: ([bs, len], [bs, len], lengths [bs]).
+pub fn decoder_io(targets: &[&[u32]], pad: i64, eos: i64, device: tch::Device) -> (Tensor, Tensor, Tensor) {
+    let longest = targets.iter().map(|t| t.len()).max().unwrap_or(0) + 1;
+    let mut input = vec![pad; targets.len() * longest];
+    let mut output = vec![pad; targets.len() * longest];
+    let mut lengths = Vec::with_capacity(targets.len());
+    for (row, target) in targets.iter().enumerate() {
+        let base = row * longest;
+        input[base] = eos;
+        for (i, &t) in target.iter().enumerate() {
+            input[base + i + 1] = i64::from(t);
+            output[base + i] = i64::from(t);
+        }
+        output[base + target.len()] = eos;
+        lengths.push(target.len() as i64 + 1);
+    }
+    let shape = [targets.len() as i64, longest as i64];
+    (
+        Tensor::from_slice(&input).view(shape).to(device),
+        Tensor::from_slice(&output).view(shape).to(device),
+        Tensor::from_slice(&lengths).to(device),
+    )
+}
+
+/// Rows of `per_position` [bs, len, …] and `output` [bs, len] where `mask` [bs, len] holds:
+/// padding removed, row by row, position by position.
+pub fn unpad(per_position: &Tensor, output: &Tensor, mask: &Tensor) -> (Tensor, Tensor) {
+    let keep = mask.flatten(0, -1).nonzero().squeeze_dim(1);
+    let width = per_position.size()[2];
+    (per_position.reshape([-1, width]).index_select(0, &keep), output.flatten(0, -1).index_select(0, &keep))
+}
+
 /// A teacher-forced batch: logits at every target position and the tokens to predict
 /// (`y1 … ym </s>` after the input `</s> y1 … ym`), padding removed: ([N, vocab], [N]).
 pub fn teacher_forced(
@@ -25,32 +58,12 @@ pub fn teacher_forced(
     let translator = model.translator(source_lang, target_lang);
     let sources: Vec<Vec<u32>> = pairs.iter().map(|(s, _)| s.to_vec()).collect();
     let (src, src_len) = translator.batch(&sources).expect("sources fit the model's positions");
-    let device = src.device();
-    let (pad, eos) = (model.config.pad_index, model.config.eos_index);
-    let longest = pairs.iter().map(|(_, t)| t.len()).max().unwrap_or(0) + 1;
-    let mut input = vec![pad; pairs.len() * longest];
-    let mut output = vec![pad; pairs.len() * longest];
-    let mut lengths = Vec::with_capacity(pairs.len());
-    for (row, (_, target)) in pairs.iter().enumerate() {
-        let base = row * longest;
-        input[base] = eos;
-        for (i, &t) in target.iter().enumerate() {
-            input[base + i + 1] = i64::from(t);
-            output[base + i] = i64::from(t);
-        }
-        output[base + target.len()] = eos;
-        lengths.push(target.len() as i64 + 1);
-    }
-    let shape = [pairs.len() as i64, longest as i64];
-    let input = Tensor::from_slice(&input).view(shape).to(device);
-    let output = Tensor::from_slice(&output).view(shape).to(device);
-    let lengths = Tensor::from_slice(&lengths).to(device);
+    let targets: Vec<&[u32]> = pairs.iter().map(|(_, t)| *t).collect();
+    let (input, output, lengths) = decoder_io(&targets, model.config.pad_index, model.config.eos_index, src.device());
     let (encoded, src_mask) = model.encoder.forward(&src, &src_len, source_lang, None, train);
     let (hidden, mask) = model.decoder.forward(&input, &lengths, target_lang, Some((&encoded, &src_mask)), train);
-    let keep = mask.flatten(0, -1).nonzero().squeeze_dim(1);
-    let dim = hidden.size()[2];
-    let hidden = hidden.view([-1, dim]).index_select(0, &keep);
-    (model.decoder.logits(&hidden), output.flatten(0, -1).index_select(0, &keep))
+    let (hidden, output) = unpad(&hidden, &output, &mask);
+    (model.decoder.logits(&hidden), output)
 }
 
 #[cfg(test)]

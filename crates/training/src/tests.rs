@@ -91,7 +91,7 @@ fn online_distillation_changes_only_the_student() {
 }
 
 #[test]
-fn pruned_and_distilled_student_keeps_95_percent_of_the_teacher_bleu() {
+fn pruned_and_distilled_student_keeps_95_percent_and_bigru_90_percent_of_the_teacher_bleu() {
     use crate::distill::{KdConfig, OnlineKd};
     let (train, dev) = (mapping_task(2000, 1), mapping_task(100, 2));
     let teacher_dir = tempfile::tempdir().unwrap();
@@ -124,4 +124,21 @@ fn pruned_and_distilled_student_keeps_95_percent_of_the_teacher_bleu() {
         "student {student_bleu} vs teacher {teacher_bleu} (pruned, before KD: {pruned_bleu})"
     );
     assert!(student.parameters() < teacher.parameters());
+
+    // A BiGRU student on the same vocabulary, distilled by the same trainer.
+    let mut bigru = {
+        let _guard = RNG.lock().unwrap_or_else(|e| e.into_inner());
+        tch::manual_seed(0);
+        xlmc_bigru::BiGru::new(xlmc_bigru::Config::tiny(model_config().n_words), Device::Cpu)
+    };
+    let bigru_dir = tempfile::tempdir().unwrap();
+    let bigru_trainer = Trainer {
+        config: TrainConfig { checkpoint_every: 1000, lr: 5e-3, warmup_updates: 30, ..train_config(300) },
+        dir: bigru_dir.path().into(),
+        train: &train,
+        dev: &dev,
+    };
+    bigru_trainer.run_with(&mut bigru, &mut kd, &detokenize, |_| {}).unwrap();
+    let (_, bigru_bleu) = bigru_trainer.evaluate(&bigru, &detokenize);
+    assert!(bigru_bleu >= 0.90 * teacher_bleu, "BiGRU {bigru_bleu} vs teacher {teacher_bleu}");
 }

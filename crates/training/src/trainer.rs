@@ -8,13 +8,11 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
-use xlmc_decoding::{DecodeOptions, decode};
-use xlmc_transformer::Seq2Seq;
 
 use crate::{
-    TrainError,
+    TrainError, TrainableModel,
     batching::batches,
-    loss::{label_smoothed, teacher_forced},
+    loss::label_smoothed,
     optimizer::{Adam, inverse_sqrt_lr},
 };
 
@@ -32,7 +30,7 @@ pub struct BatchLoss {
 pub trait Objective {
     fn batch_loss(
         &mut self,
-        model: &Seq2Seq,
+        model: &dyn TrainableModel,
         batch: &[usize],
         pairs: &[(&[u32], &[u32])],
         langs: (i64, i64),
@@ -49,13 +47,13 @@ pub struct GoldObjective {
 impl Objective for GoldObjective {
     fn batch_loss(
         &mut self,
-        model: &Seq2Seq,
+        model: &dyn TrainableModel,
         _batch: &[usize],
         pairs: &[(&[u32], &[u32])],
-        (source_lang, target_lang): (i64, i64),
+        langs: (i64, i64),
         train: bool,
     ) -> BatchLoss {
-        let (logits, targets) = teacher_forced(model, pairs, source_lang, target_lang, train);
+        let (logits, targets) = model.teacher_forced(pairs, langs, train);
         let (loss, nll) = label_smoothed(&logits, &targets, self.label_smoothing);
         BatchLoss { loss, nll, tokens: targets.size()[0] as usize }
     }
@@ -155,7 +153,7 @@ impl Trainer<'_> {
     /// when it exists. `on_update` is called after every update (progress bars).
     pub fn run(
         &self,
-        model: &mut Seq2Seq,
+        model: &mut dyn TrainableModel,
         detokenize: Detokenize<'_>,
         on_update: impl FnMut(&LogLine),
     ) -> Result<TrainState, TrainError> {
@@ -166,13 +164,13 @@ impl Trainer<'_> {
     /// [`Trainer::run`] with any objective (distillation).
     pub fn run_with(
         &self,
-        model: &mut Seq2Seq,
+        model: &mut dyn TrainableModel,
         objective: &mut dyn Objective,
         detokenize: Detokenize<'_>,
         mut on_update: impl FnMut(&LogLine),
     ) -> Result<TrainState, TrainError> {
         std::fs::create_dir_all(&self.dir).map_err(|e| TrainError::io(&self.dir, e))?;
-        let mut optimizer = Adam::new(&model.vs);
+        let mut optimizer = Adam::new(model.var_store());
         let mut state = self.resume(model, &mut optimizer)?;
         let lengths: Vec<(usize, usize)> = self.train.iter().map(|(s, t)| (s.len(), t.len() + 1)).collect();
         let started = Instant::now();
@@ -201,7 +199,7 @@ impl Trainer<'_> {
                 let pairs: Vec<(&[u32], &[u32])> =
                     batch.iter().map(|&i| (self.train[i].0.as_slice(), self.train[i].1.as_slice())).collect();
                 let langs = (self.config.source_lang, self.config.target_lang);
-                let BatchLoss { loss, nll, tokens: n } = objective.batch_loss(model, batch, &pairs, langs, true);
+                let BatchLoss { loss, nll, tokens: n } = objective.batch_loss(&*model, batch, &pairs, langs, true);
                 // Per-token mean over the whole update, whatever the batch split.
                 loss_sum += loss.double_value(&[]);
                 (loss / (n * self.config.accumulate) as f64).backward();
@@ -244,7 +242,7 @@ impl Trainer<'_> {
     }
 
     /// Mean per-token NLL on dev (no dropout) and greedy dev BLEU.
-    pub fn evaluate(&self, model: &Seq2Seq, detokenize: Detokenize<'_>) -> (f64, f64) {
+    pub fn evaluate(&self, model: &dyn TrainableModel, detokenize: Detokenize<'_>) -> (f64, f64) {
         if self.dev.is_empty() {
             return (f64::NAN, 0.0);
         }
@@ -252,20 +250,15 @@ impl Trainer<'_> {
         tch::no_grad(|| {
             for chunk in self.dev.chunks(64) {
                 let pairs: Vec<(&[u32], &[u32])> = chunk.iter().map(|(s, t)| (s.as_slice(), t.as_slice())).collect();
-                let (logits, targets) =
-                    teacher_forced(model, &pairs, self.config.source_lang, self.config.target_lang, false);
+                let (logits, targets) = model.teacher_forced(&pairs, self.langs(), false);
                 let (_, nll) = label_smoothed(&logits, &targets, 0.0);
                 nll_sum += nll.to_kind(Kind::Double).double_value(&[]);
                 tokens += targets.size()[0] as usize;
             }
         });
         let sources: Vec<Vec<u32>> = self.dev.iter().map(|(s, _)| s.clone()).collect();
-        let mut translator = model.translator(self.config.source_lang, self.config.target_lang);
-        let hypotheses: Vec<String> = sources
-            .chunks(64)
-            .flat_map(|chunk| decode(&mut translator, chunk, DecodeOptions::default()).expect("dev decoding"))
-            .map(|h| detokenize(&h.tokens))
-            .collect();
+        let hypotheses: Vec<String> =
+            sources.chunks(64).flat_map(|chunk| model.greedy(chunk, self.langs())).map(|h| detokenize(&h)).collect();
         let references: Vec<String> = self.dev.iter().map(|(_, t)| detokenize(t)).collect();
         let bleu = xlmc_scoring::corpus_bleu(&hypotheses, &references).map(|b| b.score).unwrap_or(0.0);
         (nll_sum / tokens.max(1) as f64, bleu)
@@ -280,7 +273,11 @@ impl Trainer<'_> {
     }
 
     /// Writes `checkpoint.tmp/` completely, then swaps it in place of `checkpoint/`.
-    fn checkpoint(&self, model: &Seq2Seq, optimizer: &Adam, state: &TrainState) -> Result<(), TrainError> {
+    fn langs(&self) -> (i64, i64) {
+        (self.config.source_lang, self.config.target_lang)
+    }
+
+    fn checkpoint(&self, model: &dyn TrainableModel, optimizer: &Adam, state: &TrainState) -> Result<(), TrainError> {
         let (tmp, current, old) = (
             self.dir.join(format!("{CHECKPOINT}.tmp")),
             self.dir.join(CHECKPOINT),
@@ -291,7 +288,7 @@ impl Trainer<'_> {
                 std::fs::remove_dir_all(stale).map_err(|e| TrainError::io(stale, e))?;
             }
         }
-        model.save(&tmp).map_err(|e| TrainError::Checkpoint(e.to_string()))?;
+        model.save_to(&tmp).map_err(TrainError::Checkpoint)?;
         optimizer.save(&tmp.join(OPTIMIZER_FILE)).map_err(|e| TrainError::Checkpoint(e.to_string()))?;
         let json = serde_json::to_string_pretty(state).expect("state serialises");
         xlmc_atomic_file::write(&tmp.join(STATE_FILE), json.as_bytes()).map_err(|e| TrainError::io(&tmp, e))?;
@@ -307,7 +304,7 @@ impl Trainer<'_> {
 
     /// Loads the last complete checkpoint (if any) into `model` and `optimizer`, and drops log
     /// lines written after it, so no update is lost or counted twice.
-    fn resume(&self, model: &mut Seq2Seq, optimizer: &mut Adam) -> Result<TrainState, TrainError> {
+    fn resume(&self, model: &mut dyn TrainableModel, optimizer: &mut Adam) -> Result<TrainState, TrainError> {
         let current = self.dir.join(CHECKPOINT);
         let old = self.dir.join(format!("{CHECKPOINT}.old"));
         let dir = if current.join(STATE_FILE).exists() {
@@ -318,12 +315,7 @@ impl Trainer<'_> {
             self.truncate_log(0)?;
             return Ok(TrainState::default());
         };
-        let loaded = Seq2Seq::load(&dir, model.vs.device()).map_err(|e| TrainError::Checkpoint(e.to_string()))?;
-        if loaded.config != model.config {
-            return Err(TrainError::Checkpoint(format!("{}: its config differs from this run's", dir.display())));
-        }
-        let stored = loaded.vs.variables().into_iter().collect();
-        model.copy_from(&dir, stored).map_err(|e| TrainError::Checkpoint(e.to_string()))?;
+        model.load_from(&dir).map_err(TrainError::Checkpoint)?;
         optimizer.load(&dir.join(OPTIMIZER_FILE)).map_err(TrainError::Checkpoint)?;
         let path = dir.join(STATE_FILE);
         let text = std::fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
