@@ -5,13 +5,13 @@
 use std::time::Instant;
 
 use anyhow::Context;
-use xlmc_decoding::{DecodeOptions, decode};
+use xlmc_decoding::DecodeOptions;
 
 use crate::{cli::BenchArgs, model_dir, torch_device};
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let device = torch_device::select(args.device)?;
-    let (model, tokenizer) = model_dir::load(&args.model, device)?;
+    let (model, tokenizer) = model_dir::load_any(&args.model, device)?;
     let text = std::fs::read_to_string(&args.input).with_context(|| format!("--input {}", args.input.display()))?;
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).take(args.sentences).collect();
     let sources = tokenizer.encode_batch(&lines)?;
@@ -24,12 +24,11 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     );
     println!("{:>6} {:>10} {:>9} {:>12} {:>10}", "batch", "generated", "seconds", "tokens/s", "sent/s");
     let options = DecodeOptions { beam_size: args.beam, ..Default::default() };
-    let mut translator = model.translator(0, 1);
     for &batch in &args.batch_sizes {
         let started = Instant::now();
         let mut generated = 0usize;
         for chunk in sources.chunks(batch.max(1)) {
-            generated += decode(&mut translator, chunk, options)?.iter().map(|h| h.tokens.len() + 1).sum::<usize>();
+            generated += model.decode(chunk, (0, 1), options)?.iter().map(|h| h.tokens.len() + 1).sum::<usize>();
         }
         let seconds = started.elapsed().as_secs_f64();
         println!(

@@ -259,14 +259,24 @@ pub struct SeqKdArgs {
     pub device: Device,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Arch {
+    /// Bidirectional GRU encoder, GRU decoder with Luong attention.
+    Bigru,
+}
+
 #[derive(Debug, Args)]
 pub struct DistillArgs {
     /// Teacher model directory.
     #[arg(long, required = true)]
     pub teacher: Option<PathBuf>,
-    /// Student model directory to start from (e.g. `exporter prune`'s output).
-    #[arg(long, required = true)]
+    /// Student model directory to start from (e.g. `exporter prune`'s output, or a BiGRU).
+    #[arg(long, required_unless_present = "arch", conflicts_with = "arch")]
     pub student: Option<PathBuf>,
+    /// A fresh student of this architecture instead of --student (sizes from the config's
+    /// `[bigru]` table; vocabulary and languages from the teacher).
+    #[arg(long, value_enum)]
+    pub arch: Option<Arch>,
     /// TOML file: corpus, out, [kd] temperature/alpha, [train] settings.
     #[arg(long, required = true)]
     pub config: Option<PathBuf>,

@@ -18,8 +18,10 @@ use xlmc_training::{
 };
 
 use crate::{
-    cli::{CacheArgs, DistillArgs},
-    model_dir, torch_device,
+    cli::{Arch, CacheArgs, DistillArgs},
+    model_dir,
+    model_dir::AnyModel,
+    torch_device,
     train::{TrainingData, progress_bar, write_curves},
 };
 
@@ -51,6 +53,25 @@ pub struct DistillConfig {
     /// Training pairs per cache shard.
     #[serde(default = "default_shard_pairs")]
     pub cache_shard_pairs: usize,
+    /// Sizes of a fresh `--arch bigru` student.
+    #[serde(default)]
+    pub bigru: BiGruSizes,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BiGruSizes {
+    pub emb_dim: i64,
+    /// Per encoder direction; the decoder's state is twice as wide.
+    pub hidden: i64,
+    pub dropout: f64,
+}
+
+impl Default for BiGruSizes {
+    fn default() -> Self {
+        let small = xlmc_bigru::Config::small(0);
+        Self { emb_dim: small.emb_dim, hidden: small.hidden, dropout: small.dropout }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -169,14 +190,33 @@ pub fn check_same_vocabulary(teacher: &Tokenizer, student: &Tokenizer) -> anyhow
 
 pub fn run(args: &DistillArgs) -> anyhow::Result<()> {
     // clap requires all three unless a subcommand is given.
-    let (Some(teacher_dir), Some(student_dir), Some(config_path)) = (&args.teacher, &args.student, &args.config) else {
-        bail!("--teacher, --student and --config are required");
+    let (Some(teacher_dir), Some(config_path)) = (&args.teacher, &args.config) else {
+        bail!("--teacher and --config are required");
     };
     let config = DistillConfig::read(config_path)?;
     let device = torch_device::select(args.device)?;
     let (teacher, teacher_tokenizer) = model_dir::load(teacher_dir, device).context("--teacher")?;
-    let (mut student, tokenizer) = model_dir::load(student_dir, device).context("--student")?;
-    check_same_vocabulary(&teacher_tokenizer, &tokenizer).context("--teacher/--student")?;
+    let (mut student, tokenizer) = match (&args.student, args.arch) {
+        (Some(dir), _) => {
+            let (student, tokenizer) = model_dir::load_any(dir, device).context("--student")?;
+            check_same_vocabulary(&teacher_tokenizer, &tokenizer).context("--teacher/--student")?;
+            (student, tokenizer)
+        }
+        (None, Some(Arch::Bigru)) => {
+            let sizes = config.bigru;
+            let bigru = xlmc_bigru::Config {
+                n_words: teacher.config.n_words,
+                emb_dim: sizes.emb_dim,
+                hidden: sizes.hidden,
+                n_langs: teacher.config.n_langs,
+                dropout: sizes.dropout,
+                pad_index: teacher.config.pad_index,
+                eos_index: teacher.config.eos_index,
+            };
+            (AnyModel::BiGru(Box::new(xlmc_bigru::BiGru::new(bigru, device))), teacher_tokenizer)
+        }
+        (None, None) => bail!("--student or --arch is required"),
+    };
 
     let mut train_config = config.train.clone();
     if let Some(max_updates) = args.max_updates {
@@ -190,10 +230,11 @@ pub fn run(args: &DistillArgs) -> anyhow::Result<()> {
     (train_config.source_lang, train_config.target_lang) = langs;
     let kd = if args.no_kd { KdConfig { alpha: 0.0, ..config.kd } } else { config.kd };
     println!(
-        "distilling: {} pairs ({dropped} left out), dev {}; teacher {} parameters, student {}; T = {}, α = {}{}",
+        "distilling: {} pairs ({dropped} left out), dev {}; teacher {} parameters, {} student {}; T = {}, α = {}{}",
         train.len(),
         dev.len(),
         teacher.parameters(),
+        student.architecture(),
         student.parameters(),
         kd.temperature,
         kd.alpha,
@@ -218,22 +259,24 @@ pub fn run(args: &DistillArgs) -> anyhow::Result<()> {
     };
     let state = match mode {
         // No teacher at all when it would be weighted by zero.
-        "none" => trainer.run_with(&mut student, &mut GoldObjective { label_smoothing }, &detokenize, on_update)?,
+        "none" => {
+            trainer.run_with(student.trainable(), &mut GoldObjective { label_smoothing }, &detokenize, on_update)?
+        }
         "offline" => {
             let cache = ensure_cache(&teacher, teacher_dir, &train, &config, langs)?;
             let mut objective = OfflineKd { cache: &cache, pairs: &train, kd, label_smoothing };
-            trainer.run_with(&mut student, &mut objective, &detokenize, on_update)?
+            trainer.run_with(student.trainable(), &mut objective, &detokenize, on_update)?
         }
         _ => {
             let mut objective = OnlineKd { teacher: &teacher, kd, label_smoothing };
-            trainer.run_with(&mut student, &mut objective, &detokenize, on_update)?
+            trainer.run_with(student.trainable(), &mut objective, &detokenize, on_update)?
         }
     };
     progress.finish();
     write_kd_record(&config.out, kd, mode, config.top_k, args)?;
 
     let final_dir = config.out.join("model");
-    model_dir::save(&final_dir, &student, &tokenizer)?;
+    model_dir::save_any(&final_dir, &student, &tokenizer)?;
     let log = read_log(&config.out);
     write_curves(&config.out, &log)?;
     let last_bleu = log.iter().rev().find_map(|l| l.dev_bleu).unwrap_or(f64::NAN);
@@ -255,6 +298,7 @@ fn write_kd_record(out: &Path, kd: KdConfig, mode: &str, top_k: usize, args: &Di
     let record = serde_json::json!({
         "teacher": args.teacher,
         "student_init": args.student,
+        "arch": args.arch.map(|_| "bigru"),
         "mode": mode,
         "top_k": (mode == "offline").then_some(top_k),
         "temperature": kd.temperature,

@@ -1,11 +1,99 @@
-//! A model directory: `config.json` + `model.safetensors` (xlmc-transformer) and the tokenizer
-//! files (xlmc-tokenizer) side by side — what `train` writes and `translate` reads.
+//! A model directory: `config.json` + weights (xlmc-transformer's Seq2Seq, or xlmc-bigru's
+//! BiGRU when `config.json` says `"architecture": "bigru"`) and the tokenizer files
+//! (xlmc-tokenizer) side by side — what `train`/`distill` write and `translate` reads.
 
 use std::path::Path;
 
 use anyhow::Context;
+use xlmc_bigru::BiGru;
+use xlmc_decoding::{DecodeOptions, Hypothesis, decode};
 use xlmc_tokenizer::Tokenizer;
+use xlmc_training::TrainableModel;
 use xlmc_transformer::Seq2Seq;
+
+/// Either architecture, for the commands that take any model (translate, bench, distill's student).
+#[derive(Debug)]
+pub enum AnyModel {
+    Transformer(Box<Seq2Seq>),
+    BiGru(Box<BiGru>),
+}
+
+impl AnyModel {
+    pub fn parameters(&self) -> i64 {
+        match self {
+            AnyModel::Transformer(m) => m.parameters(),
+            AnyModel::BiGru(m) => m.parameters(),
+        }
+    }
+
+    pub fn n_words(&self) -> i64 {
+        match self {
+            AnyModel::Transformer(m) => m.config.n_words,
+            AnyModel::BiGru(m) => m.config.n_words,
+        }
+    }
+
+    pub fn architecture(&self) -> &'static str {
+        match self {
+            AnyModel::Transformer(_) => "transformer",
+            AnyModel::BiGru(_) => "bigru",
+        }
+    }
+
+    pub fn trainable(&mut self) -> &mut dyn TrainableModel {
+        match self {
+            AnyModel::Transformer(m) => m.as_mut(),
+            AnyModel::BiGru(m) => m.as_mut(),
+        }
+    }
+
+    /// Batched decoding through the shared core, whatever the architecture.
+    pub fn decode(
+        &self,
+        sources: &[Vec<u32>],
+        (source, target): (i64, i64),
+        options: DecodeOptions,
+    ) -> anyhow::Result<Vec<Hypothesis>> {
+        Ok(match self {
+            AnyModel::Transformer(m) => decode(&mut m.translator(source, target), sources, options)?,
+            AnyModel::BiGru(m) => decode(&mut m.translator(source, target), sources, options)?,
+        })
+    }
+}
+
+/// Loads a model directory of either architecture.
+pub fn load_any(dir: &Path, device: tch::Device) -> anyhow::Result<(AnyModel, Tokenizer)> {
+    if !BiGru::is_saved_in(dir) {
+        let (model, tokenizer) = load(dir, device)?;
+        return Ok((AnyModel::Transformer(Box::new(model)), tokenizer));
+    }
+    let model = BiGru::load(dir, device).with_context(|| format!("--model {}", dir.display()))?;
+    let tokenizer = load_tokenizer(dir, model.config.n_words)?;
+    Ok((AnyModel::BiGru(Box::new(model)), tokenizer))
+}
+
+fn load_tokenizer(dir: &Path, n_words: i64) -> anyhow::Result<Tokenizer> {
+    let tokenizer = Tokenizer::load(dir).with_context(|| format!("--model {}: tokenizer", dir.display()))?;
+    anyhow::ensure!(
+        tokenizer.vocab_size() as i64 == n_words,
+        "--model {}: tokenizer has {} tokens but the model {}",
+        dir.display(),
+        tokenizer.vocab_size(),
+        n_words
+    );
+    Ok(tokenizer)
+}
+
+/// Writes any model and its tokenizer into `dir`.
+pub fn save_any(dir: &Path, model: &AnyModel, tokenizer: &Tokenizer) -> anyhow::Result<()> {
+    match model {
+        AnyModel::Transformer(m) => save(dir, m, tokenizer),
+        AnyModel::BiGru(m) => {
+            m.save(dir).with_context(|| format!("saving the model to {}", dir.display()))?;
+            tokenizer.save(dir).with_context(|| format!("saving the tokenizer to {}", dir.display()))
+        }
+    }
+}
 
 pub fn save(dir: &Path, model: &Seq2Seq, tokenizer: &Tokenizer) -> anyhow::Result<()> {
     model.save(dir).with_context(|| format!("saving the model to {}", dir.display()))?;
@@ -53,15 +141,14 @@ pub fn weight_bytes(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// Loads a Transformer model directory (teachers, pruned students).
 pub fn load(dir: &Path, device: tch::Device) -> anyhow::Result<(Seq2Seq, Tokenizer)> {
-    let model = Seq2Seq::load(dir, device).with_context(|| format!("--model {}", dir.display()))?;
-    let tokenizer = Tokenizer::load(dir).with_context(|| format!("--model {}: tokenizer", dir.display()))?;
     anyhow::ensure!(
-        tokenizer.vocab_size() as i64 == model.config.n_words,
-        "--model {}: tokenizer has {} tokens but the model {}",
-        dir.display(),
-        tokenizer.vocab_size(),
-        model.config.n_words
+        !BiGru::is_saved_in(dir),
+        "{} holds a BiGRU model; this needs a Transformer (XLM) model",
+        dir.display()
     );
+    let model = Seq2Seq::load(dir, device).with_context(|| format!("--model {}", dir.display()))?;
+    let tokenizer = load_tokenizer(dir, model.config.n_words)?;
     Ok((model, tokenizer))
 }

@@ -3,13 +3,13 @@
 use std::io::Write;
 
 use anyhow::Context;
-use xlmc_decoding::{DecodeOptions, decode};
+use xlmc_decoding::DecodeOptions;
 
 use crate::{cli::TranslateArgs, model_dir, torch_device};
 
 pub fn run(args: &TranslateArgs) -> anyhow::Result<()> {
     let device = torch_device::select(args.device)?;
-    let (model, tokenizer) = model_dir::load(&args.model, device)?;
+    let (model, tokenizer) = model_dir::load_any(&args.model, device)?;
     let languages = tokenizer.languages().to_vec();
     let source_lang = args.source_lang.clone().unwrap_or_else(|| languages.first().cloned().unwrap_or_default());
     let target_lang = args.target_lang.clone().unwrap_or_else(|| languages.get(1).cloned().unwrap_or_default());
@@ -24,13 +24,12 @@ pub fn run(args: &TranslateArgs) -> anyhow::Result<()> {
         max_length_cap: args.max_length,
         ..Default::default()
     };
-    let mut translator = model.translator(source_id, target_id);
     // Empty lines translate to empty lines without touching the model.
     let work: Vec<usize> = (0..lines.len()).filter(|&i| !encoded[i].is_empty()).collect();
     let mut translated = vec![String::new(); lines.len()];
     for chunk in work.chunks(args.batch_size.max(1)) {
         let sources: Vec<Vec<u32>> = chunk.iter().map(|&i| encoded[i].clone()).collect();
-        for (&i, hypothesis) in chunk.iter().zip(decode(&mut translator, &sources, options)?) {
+        for (&i, hypothesis) in chunk.iter().zip(model.decode(&sources, (source_id, target_id), options)?) {
             translated[i] = tokenizer.decode(&hypothesis.tokens)?;
         }
     }

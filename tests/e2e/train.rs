@@ -156,6 +156,34 @@ fn train_resume_and_translate_from_the_command_line() {
     let record = std::fs::read_to_string(path("offline/distill.json")).unwrap();
     assert!(record.contains("\"offline\"") && record.contains("\"top_k\": 5"), "{record}");
 
+    // A fresh BiGRU student on the teacher's vocabulary, distilled by the same command; it
+    // translates through the same decoding core, and Transformer-only commands refuse it by name.
+    let bigru = std::fs::read_to_string(path("distill.toml")).unwrap().replace("/kd\"", "/bigru\"")
+        + "[bigru]\nemb_dim = 16\nhidden = 16\ndropout = 0.0\n";
+    std::fs::write(path("bigru.toml"), bigru).unwrap();
+    let text =
+        exporter(&["distill", "--teacher", &path("run/model"), "--arch", "bigru", "--config", &path("bigru.toml")]);
+    assert!(text.contains("bigru student") && text.contains("done: 8 updates"), "{text}");
+    exporter(&[
+        "translate",
+        "--model",
+        &path("bigru/model"),
+        "--input",
+        &path("in.en"),
+        "--output",
+        &path("bigru.fr"),
+        "--beam",
+        "2",
+    ]);
+    assert_eq!(std::fs::read_to_string(path("bigru.fr")).unwrap().split('\n').count(), 4);
+    let bad = Command::new(binary("exporter"))
+        .env_clear()
+        .args(["prune", "--teacher", &path("bigru/model"), "--keep", "1-1", "--out", &path("bad-bigru")])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && stderr.contains("holds a BiGRU model"), "{stderr}");
+
     // Sequence-level KD data: the teacher's beam translations of the first 50 training sources,
     // the same as `translate` gives; a rerun finds it complete.
     let text = exporter(&[
