@@ -1,4 +1,4 @@
-//! `exporter distill --teacher DIR --student DIR --config distill.toml`: trains a student (a
+//! `exporter distill --teacher DIR --student DIR|--arch bigru --config distill.toml`: trains a student (a
 //! pruned teacher, or any xlmc model on the same vocabulary) with word-level knowledge
 //! distillation from the teacher, online (the teacher runs on every batch). `--no-kd` trains the
 //! same student on the gold targets only, for the ablation. Same machinery as `train`:
