@@ -1,8 +1,9 @@
-//! `exporter distill --teacher DIR --student DIR|--arch bigru --config distill.toml`: trains a student (a
-//! pruned teacher, or any xlmc model on the same vocabulary) with word-level knowledge
-//! distillation from the teacher, online (the teacher runs on every batch). `--no-kd` trains the
-//! same student on the gold targets only, for the ablation. Same machinery as `train`:
-//! checkpoints with exact resume, JSONL log, curves, progress, `--device cuda`.
+//! `exporter distill --teacher DIR (--student DIR | --arch bigru) --config distill.toml`: trains
+//! a student (a pruned teacher, any xlmc model on the same vocabulary, or a fresh BiGRU) with
+//! word-level knowledge distillation, online (the teacher runs on every batch) or offline (its
+//! top-k from a cache; `exporter distill cache` builds it). `--no-kd` trains the same student on
+//! the gold targets only, for the ablation. Same machinery as `train`: checkpoints with exact
+//! resume, JSONL log, curves, progress, `--device cuda`.
 
 use std::path::{Path, PathBuf};
 
