@@ -23,7 +23,7 @@ use crate::{
     model_dir,
     model_dir::AnyModel,
     torch_device,
-    train::{TrainingData, progress_bar, write_curves},
+    train::{TrainingData, progress_bar, with_overrides, write_curves},
 };
 
 /// The TOML file `exporter distill --config` reads.
@@ -219,13 +219,7 @@ pub fn run(args: &DistillArgs) -> anyhow::Result<()> {
         (None, None) => bail!("--student or --arch is required"),
     };
 
-    let mut train_config = config.train.clone();
-    if let Some(max_updates) = args.max_updates {
-        train_config.max_updates = max_updates;
-    }
-    if let Some(minutes) = args.max_minutes {
-        train_config.max_minutes = Some(minutes);
-    }
+    let mut train_config = with_overrides(&config.train, args.max_updates, args.max_minutes);
     let TrainingData { train, dev, dropped, langs } =
         TrainingData::load(&config.corpus, &tokenizer, config.max_sentence_tokens, config.dev_sentences)?;
     (train_config.source_lang, train_config.target_lang) = langs;

@@ -93,6 +93,15 @@ impl TeacherConfig {
 
 /// Encodes a split into id pairs, leaving out empty and over-long ones; returns them and the
 /// number left out.
+/// `[train]` settings with the command line's `--max-updates` / `--max-minutes` applied.
+pub(crate) fn with_overrides(train: &TrainConfig, max_updates: Option<i64>, max_minutes: Option<f64>) -> TrainConfig {
+    TrainConfig {
+        max_updates: max_updates.unwrap_or(train.max_updates),
+        max_minutes: max_minutes.or(train.max_minutes),
+        ..train.clone()
+    }
+}
+
 /// A progress bar `elapsed [=====>   ] <what>` (hidden when stderr is not a terminal).
 pub(crate) fn progress_bar(len: u64, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(len);
@@ -165,13 +174,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let config = TeacherConfig::read(&args.config)?;
     let tokenizer =
         Tokenizer::load(&config.tokenizer).with_context(|| format!("tokenizer {}", config.tokenizer.display()))?;
-    let mut train_config = config.train.clone();
-    if let Some(max_updates) = args.max_updates {
-        train_config.max_updates = max_updates;
-    }
-    if let Some(minutes) = args.max_minutes {
-        train_config.max_minutes = Some(minutes);
-    }
+    let mut train_config = with_overrides(&config.train, args.max_updates, args.max_minutes);
     let TrainingData { train, dev, dropped, langs } =
         TrainingData::load(&config.corpus, &tokenizer, config.max_sentence_tokens, config.dev_sentences)?;
     (train_config.source_lang, train_config.target_lang) = langs;

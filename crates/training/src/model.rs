@@ -6,10 +6,16 @@ use std::path::Path;
 
 use tch::{Device, Tensor, nn};
 use xlmc_bigru::BiGru;
-use xlmc_decoding::{DecodeOptions, decode};
+use xlmc_decoding::{DecodeOptions, StepModel, decode};
 use xlmc_transformer::Seq2Seq;
 
 use crate::loss::{decoder_io, teacher_forced, unpad};
+
+/// Greedy translations through the shared decoding core.
+fn greedy_tokens(mut model: impl StepModel, sources: &[Vec<u32>]) -> Vec<Vec<u32>> {
+    let hypotheses = decode(&mut model, sources, DecodeOptions::default()).expect("dev decoding");
+    hypotheses.into_iter().map(|h| h.tokens).collect()
+}
 
 pub trait TrainableModel {
     fn var_store(&self) -> &nn::VarStore;
@@ -42,8 +48,7 @@ impl TrainableModel for Seq2Seq {
     }
 
     fn greedy(&self, sources: &[Vec<u32>], (s, t): (i64, i64)) -> Vec<Vec<u32>> {
-        let hypotheses = decode(&mut self.translator(s, t), sources, DecodeOptions::default()).expect("decoding");
-        hypotheses.into_iter().map(|h| h.tokens).collect()
+        greedy_tokens(self.translator(s, t), sources)
     }
 
     fn save_to(&self, dir: &Path) -> Result<(), String> {
@@ -77,8 +82,7 @@ impl TrainableModel for BiGru {
     }
 
     fn greedy(&self, sources: &[Vec<u32>], (s, t): (i64, i64)) -> Vec<Vec<u32>> {
-        let hypotheses = decode(&mut self.translator(s, t), sources, DecodeOptions::default()).expect("decoding");
-        hypotheses.into_iter().map(|h| h.tokens).collect()
+        greedy_tokens(self.translator(s, t), sources)
     }
 
     fn save_to(&self, dir: &Path) -> Result<(), String> {
