@@ -192,6 +192,13 @@ pub struct TrainArgs {
     /// TOML file: corpus, tokenizer, out, preset, [model] overrides, [train] settings.
     #[arg(long)]
     pub config: PathBuf,
+    #[command(flatten)]
+    pub run: TrainingRun,
+}
+
+/// Where and how long a training command runs (train and distill alike).
+#[derive(Debug, Clone, Args)]
+pub struct TrainingRun {
     #[arg(long, env = "XLMC_DEVICE", value_enum, default_value = "cpu")]
     pub device: Device,
     /// Overrides `[train] max_updates`.
@@ -283,14 +290,8 @@ pub struct DistillArgs {
     /// Gold targets only (α = 0): the ablation baseline for the same student.
     #[arg(long)]
     pub no_kd: bool,
-    #[arg(long, env = "XLMC_DEVICE", value_enum, default_value = "cpu")]
-    pub device: Device,
-    /// Overrides `[train] max_updates`.
-    #[arg(long)]
-    pub max_updates: Option<i64>,
-    /// Overrides `[train] max_minutes`.
-    #[arg(long)]
-    pub max_minutes: Option<f64>,
+    #[command(flatten)]
+    pub run: TrainingRun,
 }
 
 #[derive(Debug, Args)]

@@ -38,9 +38,9 @@ pub struct DistillConfig {
     pub kd: KdConfig,
     #[serde(default)]
     pub train: TrainConfig,
-    #[serde(default = "default_max_sentence_tokens")]
+    #[serde(default = "crate::train::default_max_sentence_tokens")]
     pub max_sentence_tokens: usize,
-    #[serde(default = "default_dev_sentences")]
+    #[serde(default = "crate::train::default_dev_sentences")]
     pub dev_sentences: usize,
     /// `online`: the teacher runs on every batch; `offline`: its top-k log-probabilities are read
     /// from the cache (built first by `exporter distill cache`, or by this command when missing).
@@ -156,13 +156,6 @@ pub fn run_cache(args: &CacheArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn default_max_sentence_tokens() -> usize {
-    100
-}
-fn default_dev_sentences() -> usize {
-    500
-}
-
 /// Teacher and student must read and write the same token ids.
 pub fn check_same_vocabulary(teacher: &Tokenizer, student: &Tokenizer) -> anyhow::Result<()> {
     ensure!(
@@ -195,7 +188,7 @@ pub fn run(args: &DistillArgs) -> anyhow::Result<()> {
         bail!("--teacher and --config are required");
     };
     let config = DistillConfig::read(config_path)?;
-    let device = torch_device::select(args.device)?;
+    let device = torch_device::select(args.run.device)?;
     let (teacher, teacher_tokenizer) = model_dir::load(teacher_dir, device).context("--teacher")?;
     let (mut student, tokenizer) = match (&args.student, args.arch) {
         (Some(dir), _) => {
@@ -219,7 +212,7 @@ pub fn run(args: &DistillArgs) -> anyhow::Result<()> {
         (None, None) => bail!("--student or --arch is required"),
     };
 
-    let mut train_config = with_overrides(&config.train, args.max_updates, args.max_minutes);
+    let mut train_config = with_overrides(&config.train, &args.run);
     let TrainingData { train, dev, dropped, langs } =
         TrainingData::load(&config.corpus, &tokenizer, config.max_sentence_tokens, config.dev_sentences)?;
     (train_config.source_lang, train_config.target_lang) = langs;

@@ -7,7 +7,10 @@
 use std::path::PathBuf;
 
 use crate::{
-    cli::{DataCommand, DoctorArgs, FetchArgs, PipelineArgs, Preset, TokenizerCommand, TrainArgs, TrainTokenizerArgs},
+    cli::{
+        DataCommand, DoctorArgs, FetchArgs, PipelineArgs, Preset, TokenizerCommand, TrainArgs, TrainTokenizerArgs,
+        TrainingRun,
+    },
     data, doctor, tokenizer, train,
 };
 
@@ -77,7 +80,10 @@ pub fn run(args: &PipelineArgs) -> anyhow::Result<()> {
     if trained && teacher.out.join("model").join("model.safetensors").is_file() {
         println!("      {} is trained ({} updates): skipped", teacher.out.display(), teacher.train.max_updates);
     } else {
-        train::run(&TrainArgs { config: config_path, device: args.device, max_updates: None, max_minutes: None })?;
+        train::run(&TrainArgs {
+            config: config_path,
+            run: TrainingRun { device: args.device, max_updates: None, max_minutes: None },
+        })?;
     }
 
     for (i, pending) in PENDING_STAGES.iter().enumerate() {

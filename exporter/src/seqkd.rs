@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use xlmc_corpus::{Manifest, Pair, SourceInfo, Split, Splits, sha256_file, split_paths, write_corpus};
 use xlmc_decoding::{DecodeOptions, decode};
 
-use crate::{cli::SeqKdArgs, model_dir, torch_device, train::progress_bar};
+use crate::{cli::SeqKdArgs, model_dir, torch_device, train::progress_bar, translate::translate_lines};
 
 const WORK_DIR: &str = ".seqkd";
 const PROGRESS_FILE: &str = "progress.json";
@@ -87,17 +87,12 @@ pub fn run(args: &SeqKdArgs) -> anyhow::Result<String> {
     while progress.done < sources.len() {
         let end = (progress.done + CHUNK).min(sources.len());
         let lines: Vec<&str> = sources[progress.done..end].iter().map(String::as_str).collect();
-        let encoded = tokenizer.encode_batch(&lines)?;
-        let mut translated = vec![String::new(); lines.len()];
-        let work_items: Vec<usize> = (0..lines.len()).filter(|&i| !encoded[i].is_empty()).collect();
-        for batch in work_items.chunks(args.batch_size.max(1)) {
-            let batch_sources: Vec<Vec<u32>> = batch.iter().map(|&i| encoded[i].clone()).collect();
-            for (&i, hypothesis) in batch.iter().zip(decode(&mut translator, &batch_sources, options)?) {
-                translated[i] = tokenizer.decode(&hypothesis.tokens)?.replace(['\n', '\r'], " ");
-            }
-        }
+        let translated = translate_lines(&tokenizer, &lines, args.batch_size, |sources| {
+            Ok(decode(&mut translator, sources, options)?)
+        })?;
         let mut out = std::fs::OpenOptions::new().append(true).open(&outputs_path)?;
-        let text: String = translated.iter().map(|t| format!("{t}\n")).collect();
+        // One line per pair: a decoded newline must not shift the alignment.
+        let text: String = translated.iter().map(|t| format!("{}\n", t.replace(['\n', '\r'], " "))).collect();
         out.write_all(text.as_bytes())?;
         out.sync_all()?;
         progress.done = end;

@@ -12,7 +12,7 @@ use xlmc_training::{Pair, TrainConfig, Trainer, read_log};
 use xlmc_transformer::{Config, Seq2Seq};
 
 use crate::{
-    cli::TrainArgs,
+    cli::{TrainArgs, TrainingRun},
     model_dir,
     plot::{Series, document, line_chart},
     torch_device,
@@ -58,10 +58,10 @@ pub struct ModelOverrides {
 fn default_preset() -> String {
     "small".into()
 }
-fn default_max_sentence_tokens() -> usize {
+pub(crate) fn default_max_sentence_tokens() -> usize {
     100
 }
-fn default_dev_sentences() -> usize {
+pub(crate) fn default_dev_sentences() -> usize {
     500
 }
 
@@ -94,10 +94,10 @@ impl TeacherConfig {
 /// Encodes a split into id pairs, leaving out empty and over-long ones; returns them and the
 /// number left out.
 /// `[train]` settings with the command line's `--max-updates` / `--max-minutes` applied.
-pub(crate) fn with_overrides(train: &TrainConfig, max_updates: Option<i64>, max_minutes: Option<f64>) -> TrainConfig {
+pub(crate) fn with_overrides(train: &TrainConfig, run: &TrainingRun) -> TrainConfig {
     TrainConfig {
-        max_updates: max_updates.unwrap_or(train.max_updates),
-        max_minutes: max_minutes.or(train.max_minutes),
+        max_updates: run.max_updates.unwrap_or(train.max_updates),
+        max_minutes: run.max_minutes.or(train.max_minutes),
         ..train.clone()
     }
 }
@@ -174,7 +174,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let config = TeacherConfig::read(&args.config)?;
     let tokenizer =
         Tokenizer::load(&config.tokenizer).with_context(|| format!("tokenizer {}", config.tokenizer.display()))?;
-    let mut train_config = with_overrides(&config.train, args.max_updates, args.max_minutes);
+    let mut train_config = with_overrides(&config.train, &args.run);
     let TrainingData { train, dev, dropped, langs } =
         TrainingData::load(&config.corpus, &tokenizer, config.max_sentence_tokens, config.dev_sentences)?;
     (train_config.source_lang, train_config.target_lang) = langs;
@@ -185,7 +185,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         dev.len()
     );
 
-    let device = torch_device::select(args.device)?;
+    let device = torch_device::select(args.run.device)?;
     let model_config = config.model_config(tokenizer.vocab_size() as i64)?;
     let mut model = Seq2Seq::new(model_config, device)?;
     println!("model: {} parameters, device {device:?}", model.parameters());

@@ -3,9 +3,30 @@
 use std::io::Write;
 
 use anyhow::Context;
-use xlmc_decoding::DecodeOptions;
+use xlmc_decoding::{DecodeOptions, Hypothesis};
+use xlmc_tokenizer::Tokenizer;
 
 use crate::{cli::TranslateArgs, model_dir, torch_device};
+
+/// Translates `lines` in batches of `batch_size` with `decode_batch` (ids in, hypotheses out):
+/// empty lines stay empty without touching the model; one output line per input line.
+pub(crate) fn translate_lines(
+    tokenizer: &Tokenizer,
+    lines: &[&str],
+    batch_size: usize,
+    mut decode_batch: impl FnMut(&[Vec<u32>]) -> anyhow::Result<Vec<Hypothesis>>,
+) -> anyhow::Result<Vec<String>> {
+    let encoded = tokenizer.encode_batch(lines)?;
+    let work: Vec<usize> = (0..lines.len()).filter(|&i| !encoded[i].is_empty()).collect();
+    let mut translated = vec![String::new(); lines.len()];
+    for chunk in work.chunks(batch_size.max(1)) {
+        let sources: Vec<Vec<u32>> = chunk.iter().map(|&i| encoded[i].clone()).collect();
+        for (&i, hypothesis) in chunk.iter().zip(decode_batch(&sources)?) {
+            translated[i] = tokenizer.decode(&hypothesis.tokens)?;
+        }
+    }
+    Ok(translated)
+}
 
 pub fn run(args: &TranslateArgs) -> anyhow::Result<()> {
     let device = torch_device::select(args.device)?;
@@ -17,22 +38,15 @@ pub fn run(args: &TranslateArgs) -> anyhow::Result<()> {
     let target_id = i64::from(tokenizer.language_id(&target_lang).context("--target-lang")?);
     let text = std::fs::read_to_string(&args.input).with_context(|| format!("--input {}", args.input.display()))?;
     let lines: Vec<&str> = text.lines().collect();
-    let encoded = tokenizer.encode_batch(&lines)?;
     let options = DecodeOptions {
         beam_size: args.beam,
         length_penalty: args.length_penalty,
         max_length_cap: args.max_length,
         ..Default::default()
     };
-    // Empty lines translate to empty lines without touching the model.
-    let work: Vec<usize> = (0..lines.len()).filter(|&i| !encoded[i].is_empty()).collect();
-    let mut translated = vec![String::new(); lines.len()];
-    for chunk in work.chunks(args.batch_size.max(1)) {
-        let sources: Vec<Vec<u32>> = chunk.iter().map(|&i| encoded[i].clone()).collect();
-        for (&i, hypothesis) in chunk.iter().zip(model.decode(&sources, (source_id, target_id), options)?) {
-            translated[i] = tokenizer.decode(&hypothesis.tokens)?;
-        }
-    }
+    let translated = translate_lines(&tokenizer, &lines, args.batch_size, |sources| {
+        model.decode(sources, (source_id, target_id), options)
+    })?;
     let text: String = translated.iter().map(|line| format!("{line}\n")).collect();
     match &args.output {
         // Whole file or nothing: a failed run never leaves a half-written output behind.
