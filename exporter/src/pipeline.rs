@@ -1,5 +1,6 @@
 //! `exporter pipeline`: the README's main command. It runs every stage in order and skips a
-//! stage whose output is already there and valid; stages that later issues bring say so.
+//! stage whose output is already there and valid; stages not wired in yet say so (prune and
+//! distill exist as their own commands but are not pipeline stages yet).
 //!
 //! Paths come from `configs/teacher-<preset>.toml` (corpus, tokenizer, teacher output), so the
 //! pipeline and a hand-run `exporter train --config …` always agree.
@@ -14,7 +15,7 @@ use crate::{
     data, doctor, tokenizer, train,
 };
 
-/// A pipeline stage not built yet: its name and the issue that brings it.
+/// A pipeline stage not wired in yet: its name and the issue that brings it.
 struct Pending {
     name: &'static str,
     issue: u32,
@@ -87,7 +88,12 @@ pub fn run(args: &PipelineArgs) -> anyhow::Result<()> {
     }
 
     for (i, pending) in PENDING_STAGES.iter().enumerate() {
-        println!("[{}/{total}] {}: not implemented yet (issue {})", BUILT_STAGES + i + 1, pending.name, pending.issue);
+        println!(
+            "[{}/{total}] {}: not in the pipeline yet (issue {})",
+            BUILT_STAGES + i + 1,
+            pending.name,
+            pending.issue
+        );
     }
     Ok(())
 }
