@@ -133,7 +133,7 @@ fn pruned_and_distilled_student_keeps_95_percent_and_bigru_90_percent_of_the_tea
     };
     let bigru_dir = tempfile::tempdir().unwrap();
     let bigru_trainer = Trainer {
-        config: TrainConfig { checkpoint_every: 1000, lr: 5e-3, warmup_updates: 30, ..train_config(300) },
+        config: TrainConfig { checkpoint_every: 1000, lr: 3e-3, warmup_updates: 50, ..train_config(800) },
         dir: bigru_dir.path().into(),
         train: &train,
         dev: &dev,
