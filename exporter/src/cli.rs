@@ -237,6 +237,9 @@ pub struct CacheArgs {
     /// The distillation config (its corpus, max_sentence_tokens, top_k, cache folder).
     #[arg(long)]
     pub config: PathBuf,
+    /// The student to be distilled, when its vocabulary is trimmed (the cache is then in its ids).
+    #[arg(long)]
+    pub student: Option<PathBuf>,
     #[arg(long, env = "XLMC_DEVICE", value_enum, default_value = "cpu")]
     pub device: Device,
 }
@@ -259,6 +262,9 @@ pub struct SeqKdArgs {
     /// Only the first N training pairs (a CPU budget).
     #[arg(long)]
     pub limit: Option<usize>,
+    /// Sentences translated between two progress records (what a kill can lose).
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..))]
+    pub chunk: u64,
     /// Rebuild even when --out is complete.
     #[arg(long)]
     pub force: bool,
@@ -312,6 +318,11 @@ pub struct PruneArgs {
     /// encoder layers and decoder layers 0 and 5 of a 6+6 teacher.
     #[arg(long)]
     pub keep: Option<String>,
+    /// Also trim the vocabulary to the tokens this corpus's training split uses (both sides;
+    /// the specials always stay): smaller embedding and output layers. The student's tokenizer
+    /// maps its compact ids to the BPE's; a piece it lacks reads as <unk>.
+    #[arg(long, value_name = "CORPUS")]
+    pub trim_vocab: Option<PathBuf>,
     /// Replace --out when it exists.
     #[arg(long)]
     pub force: bool,

@@ -14,7 +14,7 @@ use xlmc_teacher_cache::{CacheSpec, TeacherCache, pair_hash};
 use xlmc_tokenizer::Tokenizer;
 use xlmc_training::{
     GoldObjective, TrainConfig, Trainer,
-    distill::{KdConfig, OfflineKd, OnlineKd, build_cache},
+    distill::{KdConfig, OfflineKd, OnlineKd, TeacherView, build_cache},
     read_log,
 };
 
@@ -104,10 +104,17 @@ impl DistillConfig {
     }
 }
 
-/// Identifies a teacher's weights and the exact training pairs a cache is valid for.
-fn cache_spec(teacher_dir: &Path, train: &[xlmc_training::Pair], config: &DistillConfig) -> CacheSpec {
+/// Identifies a teacher's weights, the student's vocabulary and the exact training pairs a cache
+/// is valid for.
+fn cache_spec(
+    teacher_dir: &Path,
+    teacher: &TeacherView,
+    train: &[xlmc_training::Pair],
+    config: &DistillConfig,
+) -> CacheSpec {
     let mut hasher = Sha256::new();
     hasher.update(model_dir::weights_fingerprint(teacher_dir));
+    hasher.update(teacher.vocabulary_key());
     for (source, target) in train {
         hasher.update(pair_hash(source, target).to_le_bytes());
     }
@@ -121,13 +128,13 @@ fn cache_spec(teacher_dir: &Path, train: &[xlmc_training::Pair], config: &Distil
 
 /// Builds, completes or repairs the teacher cache; returns it opened.
 fn ensure_cache(
-    teacher: &xlmc_transformer::Seq2Seq,
+    teacher: &TeacherView,
     teacher_dir: &Path,
     train: &[xlmc_training::Pair],
     config: &DistillConfig,
     langs: (i64, i64),
 ) -> anyhow::Result<TeacherCache> {
-    let spec = cache_spec(teacher_dir, train, config);
+    let spec = cache_spec(teacher_dir, teacher, train, config);
     let dir = config.cache_dir();
     let bar = progress_bar(spec.shards() as u64, "{pos}/{len} cache shards  eta {eta}");
     let started = std::time::Instant::now();
@@ -150,36 +157,69 @@ fn ensure_cache(
 pub fn run_cache(args: &CacheArgs) -> anyhow::Result<()> {
     let config = DistillConfig::read(&args.config)?;
     let device = torch_device::select(args.device)?;
-    let (teacher, tokenizer) = model_dir::load(&args.teacher, device).context("--teacher")?;
+    let (teacher, teacher_tokenizer) = model_dir::load(&args.teacher, device).context("--teacher")?;
+    // The cache holds the teacher's view in the student's ids: a trimmed student has its own.
+    let (tokenizer, student_to_teacher) = match &args.student {
+        Some(dir) => {
+            let tokenizer = Tokenizer::load(dir).with_context(|| format!("--student {}", dir.display()))?;
+            let map = student_vocabulary(&teacher_tokenizer, &tokenizer).context("--teacher/--student")?;
+            (tokenizer, map)
+        }
+        None => (teacher_tokenizer, None),
+    };
     let data = TrainingData::load(&config.corpus, &tokenizer, config.max_sentence_tokens, config.dev_sentences)?;
-    ensure_cache(&teacher, &args.teacher, &data.train, &config, data.langs)?;
+    let view = teacher_view(&teacher, student_to_teacher);
+    ensure_cache(&view, &args.teacher, &data.train, &config, data.langs)?;
     Ok(())
 }
 
-/// Teacher and student must read and write the same token ids.
-pub fn check_same_vocabulary(teacher: &Tokenizer, student: &Tokenizer) -> anyhow::Result<()> {
+/// How the student's ids relate to the teacher's: `None` when they share one vocabulary,
+/// `Some(student id → teacher id)` when the student's is a trimmed subset of the teacher's BPE
+/// (`exporter prune --trim-vocab`). Anything else is refused, naming the first differing id.
+pub fn student_vocabulary(teacher: &Tokenizer, student: &Tokenizer) -> anyhow::Result<Option<Vec<u32>>> {
     ensure!(
         teacher.languages() == student.languages(),
         "teacher languages {:?} differ from the student's {:?}",
         teacher.languages(),
         student.languages()
     );
+    let ids: Vec<u32> = (0..student.vocab_size() as u32).collect();
+    let tokens = student.tokens(&ids);
+    if student.kept_ids().is_some() && teacher.kept_ids().is_none() {
+        ensure!(
+            teacher.kind() == student.kind() && teacher.full_vocab_size() == student.full_vocab_size(),
+            "the student's trimmed vocabulary comes from another BPE ({} tokens) than the teacher's ({})",
+            student.full_vocab_size(),
+            teacher.full_vocab_size()
+        );
+        let map: Option<Vec<u32>> = tokens.iter().map(|token| teacher.token_to_id(token)).collect();
+        return match map {
+            Some(map) => Ok(Some(map)),
+            None => bail!("the student's trimmed vocabulary has tokens the teacher lacks"),
+        };
+    }
     ensure!(
         teacher.vocab_size() == student.vocab_size(),
         "teacher vocabulary has {} tokens, the student's {}: distillation needs one shared vocabulary",
         teacher.vocab_size(),
         student.vocab_size()
     );
-    let ids: Vec<u32> = (0..teacher.vocab_size() as u32).collect();
-    let (a, b) = (teacher.tokens(&ids), student.tokens(&ids));
-    if let Some(id) = (0..ids.len()).find(|&i| a[i] != b[i]) {
+    let teacher_tokens = teacher.tokens(&ids);
+    if let Some(id) = (0..ids.len()).find(|&i| teacher_tokens[i] != tokens[i]) {
         bail!(
             "teacher and student vocabularies differ (id {id}: {:?} vs {:?}): distillation needs one shared vocabulary",
-            a[id],
-            b[id]
+            teacher_tokens[id],
+            tokens[id]
         );
     }
-    Ok(())
+    Ok(None)
+}
+
+fn teacher_view<'t>(teacher: &'t xlmc_transformer::Seq2Seq, student_to_teacher: Option<Vec<u32>>) -> TeacherView<'t> {
+    match student_to_teacher {
+        Some(map) => TeacherView::trimmed(teacher, map),
+        None => TeacherView::new(teacher),
+    }
 }
 
 pub fn run(args: &DistillArgs) -> anyhow::Result<()> {
@@ -190,11 +230,11 @@ pub fn run(args: &DistillArgs) -> anyhow::Result<()> {
     let config = DistillConfig::read(config_path)?;
     let device = torch_device::select(args.run.device)?;
     let (teacher, teacher_tokenizer) = model_dir::load(teacher_dir, device).context("--teacher")?;
-    let (mut student, tokenizer) = match (&args.student, args.arch) {
+    let (mut student, tokenizer, student_to_teacher) = match (&args.student, args.arch) {
         (Some(dir), _) => {
             let (student, tokenizer) = model_dir::load_any(dir, device).context("--student")?;
-            check_same_vocabulary(&teacher_tokenizer, &tokenizer).context("--teacher/--student")?;
-            (student, tokenizer)
+            let map = student_vocabulary(&teacher_tokenizer, &tokenizer).context("--teacher/--student")?;
+            (student, tokenizer, map)
         }
         (None, Some(Arch::Bigru)) => {
             let sizes = config.bigru;
@@ -207,7 +247,7 @@ pub fn run(args: &DistillArgs) -> anyhow::Result<()> {
                 pad_index: teacher.config.pad_index,
                 eos_index: teacher.config.eos_index,
             };
-            (AnyModel::BiGru(Box::new(xlmc_bigru::BiGru::new(bigru, device))), teacher_tokenizer)
+            (AnyModel::BiGru(Box::new(xlmc_bigru::BiGru::new(bigru, device))), teacher_tokenizer, None)
         }
         (None, None) => bail!("--student or --arch is required"),
     };
@@ -251,12 +291,12 @@ pub fn run(args: &DistillArgs) -> anyhow::Result<()> {
             trainer.run_with(student.trainable(), &mut GoldObjective { label_smoothing }, &detokenize, on_update)?
         }
         "offline" => {
-            let cache = ensure_cache(&teacher, teacher_dir, &train, &config, langs)?;
+            let cache = ensure_cache(&teacher_view(&teacher, student_to_teacher), teacher_dir, &train, &config, langs)?;
             let mut objective = OfflineKd { cache: &cache, pairs: &train, kd, label_smoothing };
             trainer.run_with(student.trainable(), &mut objective, &detokenize, on_update)?
         }
         _ => {
-            let mut objective = OnlineKd { teacher: &teacher, kd, label_smoothing };
+            let mut objective = OnlineKd { teacher: teacher_view(&teacher, student_to_teacher), kd, label_smoothing };
             trainer.run_with(student.trainable(), &mut objective, &detokenize, on_update)?
         }
     };

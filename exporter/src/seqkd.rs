@@ -18,8 +18,6 @@ use crate::{cli::SeqKdArgs, model_dir, torch_device, train::progress_bar, transl
 
 const WORK_DIR: &str = ".seqkd";
 const PROGRESS_FILE: &str = "progress.json";
-/// Sentences translated between two progress records.
-const CHUNK: usize = 512;
 
 /// What has been translated so far, and for which inputs (a changed input restarts).
 #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -80,12 +78,15 @@ pub fn run(args: &SeqKdArgs) -> anyhow::Result<String> {
     file.set_len(progress.bytes)?;
     drop(file);
 
+    if progress.done > 0 {
+        eprintln!("resuming after {} of {} sentences", progress.done, sources.len());
+    }
     let options = DecodeOptions { beam_size: args.beam, ..Default::default() };
     let mut translator = teacher.translator(source_id, target_id);
     let bar = progress_bar(sources.len() as u64, "{pos}/{len} sentences  {per_sec} eta {eta}");
     bar.set_position(progress.done as u64);
     while progress.done < sources.len() {
-        let end = (progress.done + CHUNK).min(sources.len());
+        let end = (progress.done + args.chunk as usize).min(sources.len());
         let lines: Vec<&str> = sources[progress.done..end].iter().map(String::as_str).collect();
         let translated = translate_lines(&tokenizer, &lines, args.batch_size, |sources| {
             Ok(decode(&mut translator, sources, options)?)
@@ -119,6 +120,11 @@ pub fn run(args: &SeqKdArgs) -> anyhow::Result<String> {
         }
         splits.train.push(Pair { source, target, document: "seqkd".into() });
     }
+    ensure!(
+        !splits.train.is_empty(),
+        "--teacher {}: all {empty} translations are empty (an untrained teacher?); no corpus written",
+        args.teacher.display()
+    );
     for split in [Split::Dev, Split::Test] {
         let (src, tgt) = split_paths(&args.corpus, split, languages);
         let pairs = read_lines(&src)?

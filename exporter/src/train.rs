@@ -141,6 +141,12 @@ impl TrainingData {
         );
         let (train, dropped) =
             encode_split(tokenizer, corpus, &manifest, Split::Train, max_sentence_tokens, usize::MAX)?;
+        if train.is_empty() {
+            bail!(
+                "corpus {}: no training pairs ({dropped} left out: empty or over {max_sentence_tokens} tokens)",
+                corpus.display()
+            );
+        }
         let (dev, _) = encode_split(tokenizer, corpus, &manifest, Split::Dev, max_sentence_tokens, dev_sentences)?;
         Ok(Self { train, dev, dropped, langs })
     }

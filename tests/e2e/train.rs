@@ -12,10 +12,10 @@ fn exporter(args: &[&str]) -> String {
     text
 }
 
-#[test]
-fn train_resume_and_translate_from_the_command_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+/// A generated word-for-word corpus (`corpus`), its tokenizer (`tok`) and a tiny-teacher config
+/// (`teacher.toml`, 20 updates into `run`) in `dir`.
+fn corpus_tokenizer_and_teacher_config(dir: &std::path::Path) {
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_owned();
     let mut rng = Rng::new(3);
     let words = ["un", "deux", "trois", "quatre", "cinq", "six"];
     let (mut en, mut fr) = (String::new(), String::new());
@@ -38,6 +38,13 @@ fn train_resume_and_translate_from_the_command_line() {
         path("run")
     );
     std::fs::write(path("teacher.toml"), config).unwrap();
+}
+
+#[test]
+fn train_resume_and_translate_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    corpus_tokenizer_and_teacher_config(dir.path());
 
     let text = exporter(&["train", "--config", &path("teacher.toml")]);
     assert!(text.contains("done: 20 updates"), "{text}");
@@ -299,4 +306,138 @@ fn train_resume_and_translate_from_the_command_line() {
         .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--model"), "the error names the flag");
+}
+
+#[test]
+fn a_pruned_student_with_a_trimmed_vocabulary_translates_alike_and_distills() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    corpus_tokenizer_and_teacher_config(dir.path());
+    exporter(&["train", "--config", &path("teacher.toml"), "--max-updates", "40"]);
+
+    exporter(&["prune", "--teacher", &path("run/model"), "--keep", "2-1", "--out", &path("full")]);
+    let text = exporter(&[
+        "prune",
+        "--teacher",
+        &path("run/model"),
+        "--keep",
+        "2-1",
+        "--trim-vocab",
+        &path("corpus"),
+        "--out",
+        &path("trimmed"),
+    ]);
+    let sizes: Vec<usize> = text
+        .split("vocabulary ")
+        .nth(1)
+        .and_then(|rest| rest.split(" tokens").next())
+        .map(|s| s.split(" → ").map(|n| n.parse().unwrap()).collect())
+        .unwrap_or_default();
+    assert!(sizes.len() == 2 && sizes[1] < sizes[0] / 2, "{text}");
+    assert!(text.contains("dev tokens now <unk>: 0 of"), "{text}");
+    let bytes = |dir: &str| std::fs::metadata(dir.to_owned() + "/model.safetensors").unwrap().len();
+    assert!(bytes(&path("trimmed")) < bytes(&path("full")));
+
+    // Same translations: the trimmed model's logits are the full model's on the kept tokens.
+    let sentences: String = (0..40).map(|i| format!("w{} w{} w{}\n", i % 6, (i * 5) % 6, (i / 3) % 6)).collect();
+    std::fs::write(path("in.en"), sentences).unwrap();
+    for model in ["full", "trimmed"] {
+        let out = path(&format!("{model}.fr"));
+        exporter(&["translate", "--model", &path(model), "--input", &path("in.en"), "--output", &out, "--beam", "2"]);
+    }
+    assert_eq!(std::fs::read_to_string(path("trimmed.fr")).unwrap(), std::fs::read_to_string(path("full.fr")).unwrap());
+
+    // Distilled from the untrimmed teacher, online and offline (the cache in the student's ids).
+    for (mode, extra) in [("online", ""), ("offline", "mode = \"offline\"\ntop_k = 4\n")] {
+        let config = format!(
+            "corpus = {:?}\nout = {:?}\ndev_sentences = 20\n{extra}[train]\nmax_tokens = 300\nlr = 0.002\nwarmup_updates = 2\nmax_updates = 4\neval_every = 4\ncheckpoint_every = 4\n",
+            path("corpus"),
+            path(mode)
+        );
+        std::fs::write(path(&format!("{mode}.toml")), config).unwrap();
+        if mode == "offline" {
+            let text = exporter(&[
+                "distill",
+                "cache",
+                "--teacher",
+                &path("run/model"),
+                "--student",
+                &path("trimmed"),
+                "--config",
+                &path("offline.toml"),
+            ]);
+            assert!(text.contains("top-4"), "{text}");
+        }
+        let text = exporter(&[
+            "distill",
+            "--teacher",
+            &path("run/model"),
+            "--student",
+            &path("trimmed"),
+            "--config",
+            &path(&format!("{mode}.toml")),
+        ]);
+        assert!(text.contains(&format!("KD: {mode}")) && text.contains("done: 4 updates"), "{text}");
+        if mode == "offline" {
+            assert!(text.contains("(0 built now"), "the cache built for the trimmed student is reused: {text}");
+        }
+        let out = path(&format!("{mode}.fr"));
+        exporter(&[
+            "translate",
+            "--model",
+            &path(&format!("{mode}/model")),
+            "--input",
+            &path("in.en"),
+            "--output",
+            &out,
+        ]);
+    }
+}
+
+#[test]
+fn a_killed_seqkd_run_resumes_to_the_corpus_an_uninterrupted_run_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    corpus_tokenizer_and_teacher_config(dir.path());
+    exporter(&["train", "--config", &path("teacher.toml")]);
+    let seqkd = |out: &str| -> Vec<String> {
+        [
+            "distill",
+            "seqkd",
+            "--teacher",
+            &path("run/model"),
+            "--corpus",
+            &path("corpus"),
+            "--out",
+            &path(out),
+            "--beam",
+            "2",
+            "--chunk",
+            "8",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    exporter(&seqkd("clean").iter().map(String::as_str).collect::<Vec<_>>());
+
+    // Killed (SIGKILL) as soon as its first chunk is recorded, then run again.
+    let mut child = Command::new(binary("exporter")).env_clear().args(seqkd("killed")).spawn().unwrap();
+    let progress = dir.path().join("killed/.seqkd/progress.json");
+    let started = std::time::Instant::now();
+    while !progress.exists() && started.elapsed().as_secs() < 60 {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!dir.path().join("killed/MANIFEST.json").exists(), "killed before it finished");
+    let text = exporter(&seqkd("killed").iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(text.contains("resuming after "), "{text}");
+    for file in ["train.en", "train.fr", "dev.fr"] {
+        assert_eq!(
+            std::fs::read_to_string(path(&format!("killed/{file}"))).unwrap(),
+            std::fs::read_to_string(path(&format!("clean/{file}"))).unwrap(),
+            "{file}"
+        );
+    }
+    assert!(!dir.path().join("killed/.seqkd").exists(), "the work folder is removed when done");
 }

@@ -18,12 +18,14 @@
 
 mod fastbpe;
 mod train;
+mod trim;
 
 use std::path::{Path, PathBuf};
 
 use fastbpe::FastBpe;
 pub use fastbpe::from_fastbpe;
 pub use train::{TrainOptions, train};
+use trim::Trim;
 
 pub const BOS_ID: u32 = 0;
 pub const EOS_ID: u32 = 1;
@@ -65,6 +67,9 @@ pub enum Kind {
 struct Meta {
     kind: Kind,
     languages: Vec<String>,
+    /// A trimmed vocabulary: the full-vocabulary ids kept, in order (compact id = position).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kept_ids: Option<Vec<u32>>,
 }
 
 #[derive(Debug, Clone)]
@@ -85,6 +90,8 @@ pub enum TokenizerError {
     SpecialIds { token: String, got: u32, want: u32 },
     #[error("unknown language `{0}`; this tokenizer has: {1}")]
     UnknownLanguage(String, String),
+    #[error("{path}: kept_ids: {detail}")]
+    Trim { path: PathBuf, detail: String },
 }
 
 pub(crate) fn hf_error(e: tokenizers::Error) -> TokenizerError {
@@ -96,17 +103,19 @@ pub(crate) fn hf_error(e: tokenizers::Error) -> TokenizerError {
 pub struct Tokenizer {
     backend: Backend,
     languages: Vec<String>,
+    /// Set when the model uses a trimmed vocabulary: ids in and out are its compact ids.
+    trim: Option<Trim>,
 }
 
 impl Tokenizer {
     pub(crate) fn from_hf(inner: tokenizers::Tokenizer, languages: Vec<String>) -> Result<Self, TokenizerError> {
-        let tokenizer = Self { backend: Backend::Hf(Box::new(inner)), languages };
+        let tokenizer = Self { backend: Backend::Hf(Box::new(inner)), languages, trim: None };
         tokenizer.check_specials()?;
         Ok(tokenizer)
     }
 
     pub(crate) fn from_fastbpe_backend(inner: FastBpe, languages: Vec<String>) -> Self {
-        Self { backend: Backend::FastBpe(Box::new(inner)), languages }
+        Self { backend: Backend::FastBpe(Box::new(inner)), languages, trim: None }
     }
 
     fn check_specials(&self) -> Result<(), TokenizerError> {
@@ -128,25 +137,41 @@ impl Tokenizer {
 
     /// Token ids of `text`, without specials (the model adds XLM's `</s>` markers).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, TokenizerError> {
-        match &self.backend {
-            Backend::Hf(hf) => Ok(hf.encode(text, false).map_err(hf_error)?.get_ids().to_vec()),
-            Backend::FastBpe(bpe) => Ok(bpe.encode(text)),
+        let mut ids = match &self.backend {
+            Backend::Hf(hf) => hf.encode(text, false).map_err(hf_error)?.get_ids().to_vec(),
+            Backend::FastBpe(bpe) => bpe.encode(text),
+        };
+        if let Some(trim) = &self.trim {
+            trim.to_compact_ids(&mut ids);
         }
+        Ok(ids)
     }
 
     /// Encodes many sentences (in parallel where the library can).
     pub fn encode_batch(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>, TokenizerError> {
-        match &self.backend {
+        let mut batch: Vec<Vec<u32>> = match &self.backend {
             Backend::Hf(hf) => {
                 let encodings = hf.encode_batch(texts.to_vec(), false).map_err(hf_error)?;
-                Ok(encodings.into_iter().map(|e| e.get_ids().to_vec()).collect())
+                encodings.into_iter().map(|e| e.get_ids().to_vec()).collect()
             }
-            Backend::FastBpe(bpe) => Ok(texts.iter().map(|t| bpe.encode(t)).collect()),
+            Backend::FastBpe(bpe) => texts.iter().map(|t| bpe.encode(t)).collect(),
+        };
+        if let Some(trim) = &self.trim {
+            batch.iter_mut().for_each(|ids| trim.to_compact_ids(ids));
         }
+        Ok(batch)
     }
 
     /// Text of `ids`; special tokens are skipped.
     pub fn decode(&self, ids: &[u32]) -> Result<String, TokenizerError> {
+        let full;
+        let ids = match &self.trim {
+            Some(trim) => {
+                full = trim.to_full_ids(ids);
+                &full
+            }
+            None => ids,
+        };
         match &self.backend {
             Backend::Hf(hf) => hf.decode(ids, true).map_err(hf_error),
             Backend::FastBpe(bpe) => Ok(bpe.decode(ids)),
@@ -176,6 +201,14 @@ impl Tokenizer {
     /// The tokens of `ids` as the vocabulary spells them (fastBPE: `lo@@`, `w`).
     pub fn tokens(&self, ids: &[u32]) -> Vec<String> {
         let unk = || SPECIAL_TOKENS[UNK_ID as usize].to_owned();
+        let full;
+        let ids = match &self.trim {
+            Some(trim) => {
+                full = trim.to_full_ids(ids);
+                &full
+            }
+            None => ids,
+        };
         match &self.backend {
             Backend::Hf(hf) => ids.iter().map(|&id| hf.id_to_token(id).unwrap_or_else(unk)).collect(),
             Backend::FastBpe(bpe) => {
@@ -185,17 +218,45 @@ impl Tokenizer {
     }
 
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
-        match &self.backend {
+        let full = match &self.backend {
             Backend::Hf(hf) => hf.token_to_id(token),
             Backend::FastBpe(bpe) => bpe.id(token),
+        }?;
+        match &self.trim {
+            Some(trim) => Some(trim.to_compact(full)).filter(|&id| trim.to_full(id) == full),
+            None => Some(full),
         }
     }
 
+    /// The ids this tokenizer reads and writes: the trimmed size when trimmed.
     pub fn vocab_size(&self) -> usize {
+        match &self.trim {
+            Some(trim) => trim.len(),
+            None => self.full_vocab_size(),
+        }
+    }
+
+    /// The BPE's whole vocabulary, trimmed or not.
+    pub fn full_vocab_size(&self) -> usize {
         match &self.backend {
             Backend::Hf(hf) => hf.get_vocab_size(true),
             Backend::FastBpe(bpe) => bpe.vocab_size(),
         }
+    }
+
+    /// The same tokenizer keeping only `ids` (this tokenizer's ids) and the specials; ids are
+    /// renumbered compactly in order. Trimming a trimmed tokenizer composes.
+    pub fn trimmed(&self, ids: impl IntoIterator<Item = u32>) -> Tokenizer {
+        let full = ids.into_iter().filter(|&id| (id as usize) < self.vocab_size()).map(|id| match &self.trim {
+            Some(trim) => trim.to_full(id),
+            None => id,
+        });
+        Tokenizer { trim: Some(Trim::new(full)), ..self.clone() }
+    }
+
+    /// For a trimmed tokenizer, the full-vocabulary id of each of its ids.
+    pub fn kept_ids(&self) -> Option<&[u32]> {
+        self.trim.as_ref().map(Trim::kept)
     }
 
     /// XLM's `lang2id`: the position of each language.
@@ -221,7 +282,11 @@ impl Tokenizer {
                 write(&dir.join(FASTBPE_VOCAB_FILE), bpe.vocab_text().as_bytes())?;
             }
         }
-        let meta = Meta { kind: self.kind(), languages: self.languages.clone() };
+        let meta = Meta {
+            kind: self.kind(),
+            languages: self.languages.clone(),
+            kept_ids: self.kept_ids().map(<[u32]>::to_vec),
+        };
         write(&dir.join(META_FILE), serde_json::to_string_pretty(&meta).expect("meta serialises").as_bytes())
     }
 
@@ -233,15 +298,33 @@ impl Tokenizer {
             path: meta_path.clone(),
             detail: format!("not a tokenizer meta file: {e}"),
         })?;
-        match meta.kind {
+        let mut tokenizer = match meta.kind {
             Kind::ByteLevel => {
                 let path = dir.join(TOKENIZER_FILE);
                 let inner = tokenizers::Tokenizer::from_file(&path)
                     .map_err(|e| TokenizerError::File { path: path.clone(), detail: e.to_string() })?;
-                Self::from_hf(inner, meta.languages)
+                Self::from_hf(inner, meta.languages)?
             }
-            Kind::FastBpe => from_fastbpe(&dir.join(FASTBPE_CODES_FILE), &dir.join(FASTBPE_VOCAB_FILE), meta.languages),
+            Kind::FastBpe => {
+                from_fastbpe(&dir.join(FASTBPE_CODES_FILE), &dir.join(FASTBPE_VOCAB_FILE), meta.languages)?
+            }
+        };
+        if let Some(kept) = meta.kept_ids {
+            let detail = if !kept.windows(2).all(|w| w[0] < w[1]) {
+                Some("not strictly increasing".to_owned())
+            } else if kept.iter().take(SPECIAL_TOKENS.len()).copied().ne(0..SPECIAL_TOKENS.len() as u32) {
+                Some(format!("must start with the specials 0–{}", SPECIAL_TOKENS.len() - 1))
+            } else {
+                kept.last()
+                    .filter(|&&last| last as usize >= tokenizer.full_vocab_size())
+                    .map(|last| format!("id {last} is past the vocabulary ({} tokens)", tokenizer.full_vocab_size()))
+            };
+            if let Some(detail) = detail {
+                return Err(TokenizerError::Trim { path: meta_path, detail });
+            }
+            tokenizer.trim = Some(Trim::new(kept));
         }
+        Ok(tokenizer)
     }
 }
 

@@ -112,4 +112,43 @@ mod tests {
         }
         assert_eq!(loaded.languages(), ["en", "fr"]);
     }
+
+    #[test]
+    fn a_trimmed_tokenizer_keeps_seen_text_exact_and_maps_ids_compactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let full = trained(dir.path());
+        let seen = &SENTENCES[..2];
+        let used: Vec<u32> = seen.iter().flat_map(|s| full.encode(s).unwrap()).collect();
+        let trimmed = full.trimmed(used.iter().copied());
+        assert!(trimmed.vocab_size() < full.vocab_size() / 2, "{}", trimmed.vocab_size());
+        assert_eq!(trimmed.full_vocab_size(), full.vocab_size());
+        for sentence in seen {
+            let ids = trimmed.encode(sentence).unwrap();
+            assert!(ids.iter().all(|&id| (id as usize) < trimmed.vocab_size() && id != crate::UNK_ID));
+            assert_eq!(trimmed.decode(&ids).unwrap(), *sentence);
+            assert_eq!(trimmed.tokens(&ids), full.tokens(&full.encode(sentence).unwrap()));
+        }
+        assert!(trimmed.encode("Ελλάδα 日本語").unwrap().contains(&crate::UNK_ID), "unseen pieces become <unk>");
+        assert_eq!(trimmed.token_to_id("</s>"), Some(crate::EOS_ID));
+        let piece = &full.tokens(&used[..1])[0];
+        assert_eq!(trimmed.tokens(&[trimmed.token_to_id(piece).unwrap()]), std::slice::from_ref(piece));
+
+        // Saved and loaded, and trimmed again: ids stay consistent with the full vocabulary.
+        let saved = dir.path().join("trimmed");
+        trimmed.save(&saved).unwrap();
+        let loaded = Tokenizer::load(&saved).unwrap();
+        assert_eq!(loaded.kept_ids(), trimmed.kept_ids());
+        assert_eq!(loaded.encode(seen[0]).unwrap(), trimmed.encode(seen[0]).unwrap());
+        let again = loaded.trimmed(loaded.encode(seen[0]).unwrap());
+        assert!(again.vocab_size() < loaded.vocab_size());
+        assert_eq!(again.decode(&again.encode(seen[0]).unwrap()).unwrap(), seen[0]);
+
+        // A hand-edited meta file is refused, naming the file.
+        let meta = saved.join(crate::META_FILE);
+        let text =
+            std::fs::read_to_string(&meta).unwrap().replacen("\"kept_ids\": [\n    0,", "\"kept_ids\": [\n    1,", 1);
+        std::fs::write(&meta, text).unwrap();
+        let error = Tokenizer::load(&saved).unwrap_err().to_string();
+        assert!(error.contains("tokenizer_meta.json") && error.contains("kept_ids"), "{error}");
+    }
 }

@@ -34,6 +34,54 @@ impl Default for KdConfig {
     }
 }
 
+/// The teacher as a student sees it. A student with a trimmed vocabulary (a subset of the
+/// teacher's, `exporter prune --trim-vocab`) speaks its own compact ids: they are mapped to the
+/// teacher's before it runs, and its logits are restricted to the student's columns, so softmax
+/// renormalises over what the student can say.
+#[derive(Debug)]
+pub struct TeacherView<'t> {
+    pub model: &'t Seq2Seq,
+    /// Student id → teacher id, and the same as a tensor of columns.
+    vocab: Option<(Vec<u32>, Tensor)>,
+}
+
+impl<'t> TeacherView<'t> {
+    /// Teacher and student share one vocabulary.
+    pub fn new(model: &'t Seq2Seq) -> Self {
+        Self { model, vocab: None }
+    }
+
+    /// The student's id `i` is the teacher's `student_to_teacher[i]`.
+    pub fn trimmed(model: &'t Seq2Seq, student_to_teacher: Vec<u32>) -> Self {
+        let columns: Vec<i64> = student_to_teacher.iter().map(|&id| i64::from(id)).collect();
+        let columns = Tensor::from_slice(&columns).to(model.vs.device());
+        Self { model, vocab: Some((student_to_teacher, columns)) }
+    }
+
+    /// Teacher logits [N, student vocabulary] for the target tokens of `pairs` (student ids),
+    /// in `teacher_forced`'s order; no gradients.
+    pub fn logits(&self, pairs: &[(&[u32], &[u32])], (source_lang, target_lang): (i64, i64)) -> Tensor {
+        tch::no_grad(|| match &self.vocab {
+            None => teacher_forced(self.model, pairs, source_lang, target_lang, false).0,
+            Some((map, columns)) => {
+                let to_teacher = |ids: &[u32]| -> Vec<u32> { ids.iter().map(|&id| map[id as usize]).collect() };
+                let mapped: Vec<(Vec<u32>, Vec<u32>)> =
+                    pairs.iter().map(|(s, t)| (to_teacher(s), to_teacher(t))).collect();
+                let mapped: Vec<(&[u32], &[u32])> = mapped.iter().map(|(s, t)| (s.as_slice(), t.as_slice())).collect();
+                teacher_forced(self.model, &mapped, source_lang, target_lang, false).0.index_select(-1, columns)
+            }
+        })
+    }
+
+    /// What the cache key must include besides the teacher: the student's columns.
+    pub fn vocabulary_key(&self) -> String {
+        match &self.vocab {
+            None => "same".into(),
+            Some((map, _)) => format!("trimmed:{:016x}", pair_hash(map, &[])),
+        }
+    }
+}
+
 /// The teacher's distribution over the vocabulary at each target token.
 #[derive(Debug)]
 pub enum TeacherTargets {
@@ -76,7 +124,7 @@ pub fn kd_loss(
 /// Online distillation: the teacher runs (no gradients, no dropout) on every batch.
 #[derive(Debug)]
 pub struct OnlineKd<'t> {
-    pub teacher: &'t Seq2Seq,
+    pub teacher: TeacherView<'t>,
     pub kd: KdConfig,
     pub label_smoothing: f64,
 }
@@ -87,11 +135,11 @@ impl Objective for OnlineKd<'_> {
         model: &dyn TrainableModel,
         _batch: &[usize],
         pairs: &[(&[u32], &[u32])],
-        (source_lang, target_lang): (i64, i64),
+        langs: (i64, i64),
         train: bool,
     ) -> BatchLoss {
-        let (logits, targets) = model.teacher_forced(pairs, (source_lang, target_lang), train);
-        let teacher = tch::no_grad(|| teacher_forced(self.teacher, pairs, source_lang, target_lang, false).0);
+        let (logits, targets) = model.teacher_forced(pairs, langs, train);
+        let teacher = self.teacher.logits(pairs, langs);
         let (loss, nll) = kd_loss(&logits, &TeacherTargets::Full(teacher), &targets, self.kd, self.label_smoothing);
         BatchLoss { loss, nll, tokens: targets.size()[0] as usize }
     }
@@ -101,11 +149,11 @@ impl Objective for OnlineKd<'_> {
 /// shard missing or failing its checksum is computed again. `on_shard(done, total)` reports
 /// progress. Returns how many shards were built.
 pub fn build_cache(
-    teacher: &Seq2Seq,
+    teacher: &TeacherView,
     pairs: &[Pair],
     spec: &CacheSpec,
     dir: &Path,
-    (source_lang, target_lang): (i64, i64),
+    langs: (i64, i64),
     batch_pairs: usize,
     mut on_shard: impl FnMut(usize, usize),
 ) -> Result<usize, CacheError> {
@@ -118,8 +166,7 @@ pub fn build_cache(
         for chunk in pairs[range].chunks(batch_pairs.max(1)) {
             let batch: Vec<(&[u32], &[u32])> = chunk.iter().map(|(s, t)| (s.as_slice(), t.as_slice())).collect();
             let (log_probs, indices) = tch::no_grad(|| {
-                let (logits, _) = teacher_forced(teacher, &batch, source_lang, target_lang, false);
-                logits.log_softmax(-1, Kind::Float).topk(spec.k as i64, -1, true, true)
+                teacher.logits(&batch, langs).log_softmax(-1, Kind::Float).topk(spec.k as i64, -1, true, true)
             });
             let ids = Vec::<i64>::try_from(indices.flatten(0, -1).to(tch::Device::Cpu)).expect("topk ids");
             let probs = Vec::<f32>::try_from(log_probs.flatten(0, -1).to(tch::Device::Cpu)).expect("topk values");
@@ -238,15 +285,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let spec =
             CacheSpec { key: "t".into(), k: model_config().n_words as usize, pairs: pairs.len(), shard_pairs: 8 };
-        let built = build_cache(&teacher, &pairs, &spec, dir.path(), (0, 1), 5, |_, _| {}).unwrap();
+        let built = build_cache(&TeacherView::new(&teacher), &pairs, &spec, dir.path(), (0, 1), 5, |_, _| {}).unwrap();
         assert_eq!(built, 4);
         let cache = TeacherCache::open(dir.path(), &spec).unwrap();
         let kd = KdConfig { temperature: 2.0, alpha: 0.6 };
         let batch = [3usize, 17, 9, 25];
         let view: Vec<(&[u32], &[u32])> =
             batch.iter().map(|&i| (pairs[i].0.as_slice(), pairs[i].1.as_slice())).collect();
-        let online =
-            OnlineKd { teacher: &teacher, kd, label_smoothing: 0.1 }.batch_loss(&student, &batch, &view, (0, 1), false);
+        let online = OnlineKd { teacher: TeacherView::new(&teacher), kd, label_smoothing: 0.1 }.batch_loss(
+            &student,
+            &batch,
+            &view,
+            (0, 1),
+            false,
+        );
         let offline = OfflineKd { cache: &cache, pairs: &pairs, kd, label_smoothing: 0.1 }.batch_loss(
             &student,
             &batch,
@@ -257,6 +309,48 @@ mod tests {
         let (a, b) = (value(&online.loss), value(&offline.loss));
         assert!((a - b).abs() < 1e-4 * a.abs().max(1.0), "online {a} vs offline {b}");
         assert_eq!(online.tokens, offline.tokens);
+    }
+
+    #[test]
+    fn a_trimmed_copy_of_the_teacher_has_nothing_left_to_learn_online_or_offline() {
+        use crate::synthetic::{mapping_task, model_config};
+        tch::manual_seed(5);
+        // The teacher's words sit at every other id past the specials; the student keeps only those,
+        // so the task's ids 14, 15, … are the student's compact ids for teacher ids 14, 16, ….
+        let words = model_config().n_words - 14;
+        let teacher =
+            Seq2Seq::new(xlmc_transformer::Config { n_words: 14 + 2 * words, ..model_config() }, tch::Device::Cpu)
+                .unwrap();
+        let kept: Vec<i64> = (0..14).chain((0..words).map(|k| 14 + 2 * k)).collect();
+        let student = teacher.trim_vocabulary(&kept).unwrap();
+        let view = || TeacherView::trimmed(&teacher, kept.iter().map(|&id| id as u32).collect());
+        let pairs = mapping_task(12, 9);
+        let batch: Vec<usize> = (0..pairs.len()).collect();
+        let views: Vec<(&[u32], &[u32])> = pairs.iter().map(|(s, t)| (s.as_slice(), t.as_slice())).collect();
+        let kd = KdConfig { temperature: 2.0, alpha: 1.0 };
+        let online =
+            OnlineKd { teacher: view(), kd, label_smoothing: 0.0 }.batch_loss(&student, &batch, &views, (0, 1), false);
+        let per_token = value(&online.loss) / online.tokens as f64;
+        assert!(per_token.abs() < 1e-5, "KL per token {per_token}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let spec = CacheSpec { key: view().vocabulary_key(), k: kept.len(), pairs: pairs.len(), shard_pairs: 5 };
+        build_cache(&view(), &pairs, &spec, dir.path(), (0, 1), 4, |_, _| {}).unwrap();
+        let cache = TeacherCache::open(dir.path(), &spec).unwrap();
+        let offline = OfflineKd { cache: &cache, pairs: &pairs, kd, label_smoothing: 0.0 }.batch_loss(
+            &student,
+            &batch,
+            &views,
+            (0, 1),
+            false,
+        );
+        assert!(value(&offline.loss).abs() / offline.tokens as f64 <= 1e-5, "offline KL {}", value(&offline.loss));
+
+        // The same check fails for a student that is not the teacher's copy.
+        let other = Seq2Seq::new(student.config.clone(), tch::Device::Cpu).unwrap();
+        let loss =
+            OnlineKd { teacher: view(), kd, label_smoothing: 0.0 }.batch_loss(&other, &batch, &views, (0, 1), false);
+        assert!(value(&loss.loss) / loss.tokens as f64 > 1e-2);
     }
 
     #[test]

@@ -28,6 +28,9 @@ pub enum TrainError {
     Io { path: std::path::PathBuf, source: std::io::Error },
     #[error("checkpoint: {0}")]
     Checkpoint(String),
+    /// Nothing to train on: an epoch would have no batch and the loop would never advance.
+    #[error("no training pairs")]
+    NoTrainingPairs,
 }
 
 impl TrainError {

@@ -67,7 +67,7 @@ fn gradients_reach_only_trainable_weights() {
 
 #[test]
 fn online_distillation_changes_only_the_student() {
-    use crate::distill::{KdConfig, OnlineKd};
+    use crate::distill::{KdConfig, OnlineKd, TeacherView};
     let teacher = fresh_model(model_config());
     let mut student = teacher.prune(&[0], &[1]).unwrap();
     let snapshot = |m: &Seq2Seq| -> Vec<(String, Tensor)> {
@@ -79,8 +79,11 @@ fn online_distillation_changes_only_the_student() {
     let train = mapping_task(100, 7);
     let dir = tempfile::tempdir().unwrap();
     let trainer = Trainer { config: train_config(3), dir: dir.path().into(), train: &train, dev: &[] };
-    let mut objective =
-        OnlineKd { teacher: &teacher, kd: KdConfig { temperature: 2.0, alpha: 0.5 }, label_smoothing: 0.1 };
+    let mut objective = OnlineKd {
+        teacher: TeacherView::new(&teacher),
+        kd: KdConfig { temperature: 2.0, alpha: 0.5 },
+        label_smoothing: 0.1,
+    };
     trainer.run_with(&mut student, &mut objective, &detokenize, |_| {}).unwrap();
     for ((name, before), (_, after)) in teacher_before.iter().zip(snapshot(&teacher)) {
         assert!(before.equal(&after), "teacher {name} changed");
@@ -92,7 +95,7 @@ fn online_distillation_changes_only_the_student() {
 
 #[test]
 fn pruned_and_distilled_student_keeps_95_percent_and_bigru_90_percent_of_the_teacher_bleu() {
-    use crate::distill::{KdConfig, OnlineKd};
+    use crate::distill::{KdConfig, OnlineKd, TeacherView};
     let (train, dev) = (mapping_task(2000, 1), mapping_task(100, 2));
     let teacher_dir = tempfile::tempdir().unwrap();
     let mut teacher = fresh_model(model_config());
@@ -115,7 +118,11 @@ fn pruned_and_distilled_student_keeps_95_percent_and_bigru_90_percent_of_the_tea
         train: &train,
         dev: &dev,
     };
-    let mut kd = OnlineKd { teacher: &teacher, kd: KdConfig { temperature: 2.0, alpha: 0.5 }, label_smoothing: 0.1 };
+    let mut kd = OnlineKd {
+        teacher: TeacherView::new(&teacher),
+        kd: KdConfig { temperature: 2.0, alpha: 0.5 },
+        label_smoothing: 0.1,
+    };
     distiller.run_with(&mut student, &mut kd, &detokenize, |_| {}).unwrap();
     let (_, student_bleu) = distiller.evaluate(&student, &detokenize);
     assert!(teacher_bleu >= 95.0, "teacher {teacher_bleu}");

@@ -169,6 +169,9 @@ impl Trainer<'_> {
         detokenize: Detokenize<'_>,
         mut on_update: impl FnMut(&LogLine),
     ) -> Result<TrainState, TrainError> {
+        if self.train.is_empty() {
+            return Err(TrainError::NoTrainingPairs);
+        }
         std::fs::create_dir_all(&self.dir).map_err(|e| TrainError::io(&self.dir, e))?;
         let mut optimizer = Adam::new(model.var_store());
         let mut state = self.resume(model, &mut optimizer)?;

@@ -25,6 +25,8 @@ pub fn spread_layers(available: i64, count: i64) -> Vec<i64> {
 pub enum PruneError {
     #[error("{side} layers {layers:?}: {reason} (the teacher has {available}: 0..{available})")]
     Layers { side: &'static str, layers: Vec<i64>, available: i64, reason: &'static str },
+    #[error("vocabulary trimming: {0}")]
+    Vocabulary(String),
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
 }
@@ -41,6 +43,13 @@ fn check(side: &'static str, layers: &[i64], available: i64) -> Result<(), Prune
         return error("must be increasing, without repeats");
     }
     Ok(())
+}
+
+/// Whether a weight has one row per vocabulary entry: the token embeddings (also the tied output
+/// projection) and the output bias.
+fn is_vocabulary_weight(name: &str) -> bool {
+    name.ends_with(".embeddings.weight") && !name.contains("position") && !name.contains("lang")
+        || name.ends_with("pred_layer.proj.bias")
 }
 
 /// `encoder.attentions.3.q_lin.weight` → `encoder.attentions.{map[3]}.q_lin.weight`.
@@ -77,6 +86,41 @@ impl Seq2Seq {
                 // A name the teacher lacks stays out and copy_from reports it.
                 let source = teacher.get(&teacher_name(&name, encoder_layers, decoder_layers))?;
                 Some((name, source.copy()))
+            })
+            .collect();
+        student.copy_from(std::path::Path::new("teacher"), stored)?;
+        Ok(student)
+    }
+
+    /// The same model over a smaller vocabulary: student id `i` is teacher id `kept[i]` (strictly
+    /// increasing; the pad and EOS ids must keep their place). Embedding rows and output-layer
+    /// entries are selected; every other weight is copied. On tokens it keeps, its logits are the
+    /// teacher's at those columns.
+    pub fn trim_vocabulary(&self, kept: &[i64]) -> Result<Seq2Seq, PruneError> {
+        let n_words = self.config.n_words;
+        let reason = if kept.windows(2).any(|w| w[0] >= w[1]) {
+            Some("ids must be strictly increasing".to_owned())
+        } else if kept.first().is_some_and(|&id| id < 0) || kept.last().is_some_and(|&id| id >= n_words) {
+            Some(format!("ids must lie in 0..{n_words}"))
+        } else {
+            [self.config.eos_index, self.config.pad_index]
+                .into_iter()
+                .find(|&special| kept.get(special as usize) != Some(&special))
+                .map(|special| format!("special id {special} must stay at its place"))
+        };
+        if let Some(reason) = reason {
+            return Err(PruneError::Vocabulary(reason));
+        }
+        let config = Config { n_words: kept.len() as i64, ..self.config.clone() };
+        let mut student = Seq2Seq::new(config, self.vs.device())?;
+        let rows = Tensor::from_slice(kept).to(self.vs.device());
+        let stored = self
+            .vs
+            .variables()
+            .into_iter()
+            .map(|(name, value)| {
+                let value = if is_vocabulary_weight(&name) { value.index_select(0, &rows) } else { value.copy() };
+                (name, value)
             })
             .collect();
         student.copy_from(std::path::Path::new("teacher"), stored)?;

@@ -27,6 +27,11 @@ fn sources_n(n: u32) -> Vec<Vec<u32>> {
 
 /// Log-probabilities of every target position from one teacher-forced pass: [bs, len, vocab].
 fn full_log_probs(model: &Seq2Seq, sources: &[Vec<u32>], targets: &[Vec<u32>]) -> Tensor {
+    full_logits(model, sources, targets).log_softmax(-1, Kind::Float)
+}
+
+/// Logits of every target position from one teacher-forced pass: [bs, len, vocab].
+fn full_logits(model: &Seq2Seq, sources: &[Vec<u32>], targets: &[Vec<u32>]) -> Tensor {
     let translator = model.translator(0, 1);
     let (src, src_len) = translator.batch(sources).unwrap();
     // Decoder input: </s> y1 … ym (XLM starts from </s>); all targets have the same length here.
@@ -38,7 +43,7 @@ fn full_log_probs(model: &Seq2Seq, sources: &[Vec<u32>], targets: &[Vec<u32>]) -
     tch::no_grad(|| {
         let (encoded, src_mask) = model.encoder.forward(&src, &src_len, 0, None, false);
         let (hidden, _) = model.decoder.forward(&tgt, &tgt_len, 1, Some((&encoded, &src_mask)), false);
-        model.decoder.logits(&hidden).log_softmax(-1, Kind::Float)
+        model.decoder.logits(&hidden)
     })
 }
 
@@ -250,6 +255,36 @@ fn pruning_copies_the_chosen_layers_and_keeping_all_changes_nothing() {
     {
         let err = teacher.prune(enc, dec).unwrap_err().to_string();
         assert!(err.contains(needle) && err.contains("encoder"), "{err}");
+    }
+}
+
+#[test]
+fn a_vocabulary_trimmed_model_gives_the_teachers_logits_on_the_tokens_it_keeps() {
+    let teacher = model(11);
+    // Specials, then every third word.
+    let kept: Vec<i64> = (0..14).chain((14..VOCAB).step_by(3)).collect();
+    let student = teacher.trim_vocabulary(&kept).unwrap();
+    assert_eq!(student.config.n_words, kept.len() as i64);
+    assert!(student.parameters() < teacher.parameters());
+    let compact = |full: &[Vec<u32>]| -> Vec<Vec<u32>> {
+        full.iter()
+            .map(|s| s.iter().map(|&t| kept.iter().position(|&k| k == i64::from(t)).unwrap() as u32).collect())
+            .collect()
+    };
+    // Sentences of kept words only, in full ids.
+    let sources: Vec<Vec<u32>> =
+        (0..6).map(|i| (0..(2 + i)).map(|j| 14 + 3 * ((i * 5 + j * 7) % 15)).collect()).collect();
+    let targets: Vec<Vec<u32>> = (0..6).map(|i| (0..5).map(|j| 14 + 3 * ((i * 3 + j * 2) % 15)).collect()).collect();
+    let full = full_logits(&teacher, &sources, &targets).index_select(-1, &Tensor::from_slice(&kept));
+    let trimmed = full_logits(&student, &compact(&sources), &compact(&targets));
+    let diff = (full - trimmed).abs().max().double_value(&[]);
+    assert!(diff < TOLERANCE, "max |Δ logit| = {diff}");
+
+    for (ids, needle) in
+        [(vec![0, 2, 1], "increasing"), (vec![0, 1, 2, VOCAB], "0..60"), (vec![0, 2, 5], "special id 1")]
+    {
+        let error = teacher.trim_vocabulary(&ids).unwrap_err().to_string();
+        assert!(error.contains(needle), "{error}");
     }
 }
 
