@@ -35,8 +35,13 @@ pub enum Command {
     Distill(DistillCommand),
     /// Import a facebookresearch/XLM or MASS checkpoint (.pth) with its fastBPE codes and vocab.
     ImportXlm(ImportXlmArgs),
-    /// Translate a file with a trained model directory.
+    /// Translate a file with a trained model directory (libtorch) or an exported bundle (ONNX Runtime).
     Translate(TranslateArgs),
+    /// Write a model as an ONNX bundle (encoder + decoder step with KV cache, tokenizer, manifest).
+    Export(ExportArgs),
+    /// Run a model (libtorch) and its bundle (ONNX Runtime) on the same batch: max |Δ| per graph,
+    /// and whether greedy outputs are identical.
+    Verify(VerifyArgs),
     /// Rewrite a model directory's weights as fp16 and/or size-capped shards.
     Convert(ConvertArgs),
     /// Decoding throughput of a model at several batch sizes (a table, not a test).
@@ -375,9 +380,12 @@ fn parse_positive_mib(text: &str) -> Result<f64, String> {
 
 #[derive(Debug, Args)]
 pub struct TranslateArgs {
-    /// Model directory (config.json, model.safetensors, tokenizer files).
+    /// Model directory (config.json, model.safetensors, tokenizer files), decoded with libtorch.
+    #[arg(long, required_unless_present = "bundle", conflicts_with = "bundle")]
+    pub model: Option<PathBuf>,
+    /// Bundle directory (`exporter export`), decoded with ONNX Runtime through the same core.
     #[arg(long)]
-    pub model: PathBuf,
+    pub bundle: Option<PathBuf>,
     /// One sentence per line.
     #[arg(long)]
     pub input: PathBuf,
@@ -421,4 +429,37 @@ pub struct BenchArgs {
     pub beam: usize,
     #[arg(long, env = "XLMC_DEVICE", value_enum, default_value = "cpu")]
     pub device: Device,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Model directory to export (a Transformer: teacher or pruned/distilled student).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Bundle directory to create.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Replace --out when it exists (as a whole: never a mix of old and new files).
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[arg(long)]
+    pub model: PathBuf,
+    #[arg(long)]
+    pub bundle: PathBuf,
+    /// Sentences to compare on, one per line.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Sentences of --input in the teacher-forced batch (the greedy comparison uses all of them).
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// Decoder steps compared (each feeds both backends the same token).
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    /// Fail when a max |Δ| exceeds this.
+    #[arg(long, default_value_t = 1e-4)]
+    pub tolerance: f64,
 }

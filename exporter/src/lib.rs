@@ -9,6 +9,7 @@ pub mod convert;
 pub mod data;
 pub mod distill;
 pub mod doctor;
+pub mod export;
 pub mod import_xlm;
 pub mod model_dir;
 pub mod pipeline;
@@ -36,6 +37,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(args) => train::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Translate(args) => translate::run(&args),
+        Command::Export(args) => {
+            print!("{}", export::run(&args)?);
+            Ok(())
+        }
+        Command::Verify(args) => {
+            print!("{}", export::verify(&args)?);
+            Ok(())
+        }
         Command::Distill(command) => match &command.action {
             Some(cli::DistillAction::Seqkd(args)) => {
                 print!("{}", seqkd::run(args)?);

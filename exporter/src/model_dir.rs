@@ -103,18 +103,9 @@ pub fn save(dir: &Path, model: &Seq2Seq, tokenizer: &Tokenizer) -> anyhow::Resul
 /// Writes a whole new model directory at `out`: into a staging folder beside it, then renamed, so
 /// `out` never holds a half-written model. An existing `out` is replaced only with `force`.
 pub fn save_new(out: &Path, force: bool, model: &Seq2Seq, tokenizer: &Tokenizer) -> anyhow::Result<()> {
-    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).with_context(|| format!("--out {}", out.display()))?;
     anyhow::ensure!(force || !out.exists(), "--out {} exists; pass --force to replace it", out.display());
-    let staging = tempfile::Builder::new()
-        .prefix(".xlmc-staging.")
-        .tempdir_in(parent)
-        .with_context(|| format!("--out {}", out.display()))?;
-    save(staging.path(), model, tokenizer)?;
-    if out.exists() {
-        std::fs::remove_dir_all(out).with_context(|| format!("--out {}", out.display()))?;
-    }
-    std::fs::rename(staging.keep(), out).with_context(|| format!("--out {}", out.display()))
+    xlmc_atomic_file::replace_dir(out, true, |staging| save(staging, model, tokenizer))
+        .with_context(|| format!("--out {}", out.display()))
 }
 
 /// sha256 of each weight file, in name order: identifies a model's weights (caches built from a

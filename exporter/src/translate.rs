@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use anyhow::Context;
-use xlmc_decoding::{DecodeOptions, Hypothesis};
+use xlmc_decoding::{DecodeOptions, Hypothesis, decode};
 use xlmc_tokenizer::Tokenizer;
 
 use crate::{cli::TranslateArgs, model_dir, torch_device};
@@ -29,13 +29,6 @@ pub(crate) fn translate_lines(
 }
 
 pub fn run(args: &TranslateArgs) -> anyhow::Result<()> {
-    let device = torch_device::select(args.device)?;
-    let (model, tokenizer) = model_dir::load_any(&args.model, device)?;
-    let languages = tokenizer.languages().to_vec();
-    let source_lang = args.source_lang.clone().unwrap_or_else(|| languages.first().cloned().unwrap_or_default());
-    let target_lang = args.target_lang.clone().unwrap_or_else(|| languages.get(1).cloned().unwrap_or_default());
-    let source_id = i64::from(tokenizer.language_id(&source_lang).context("--source-lang")?);
-    let target_id = i64::from(tokenizer.language_id(&target_lang).context("--target-lang")?);
     let text = std::fs::read_to_string(&args.input).with_context(|| format!("--input {}", args.input.display()))?;
     let lines: Vec<&str> = text.lines().collect();
     let options = DecodeOptions {
@@ -44,9 +37,24 @@ pub fn run(args: &TranslateArgs) -> anyhow::Result<()> {
         max_length_cap: args.max_length,
         ..Default::default()
     };
-    let translated = translate_lines(&tokenizer, &lines, args.batch_size, |sources| {
-        model.decode(sources, (source_id, target_id), options)
-    })?;
+    let translated = match (&args.model, &args.bundle) {
+        (Some(dir), _) => {
+            let device = torch_device::select(args.device)?;
+            let (model, tokenizer) = model_dir::load_any(dir, device)?;
+            let langs = language_ids(&tokenizer, args)?;
+            translate_lines(&tokenizer, &lines, args.batch_size, |sources| model.decode(sources, langs, options))?
+        }
+        (None, Some(dir)) => {
+            let (bundle, tokenizer) = crate::export::open_bundle(dir)?;
+            let mut model = xlmc_runtime::OrtTransformer::load(&bundle, &xlmc_runtime::SessionOptions::default())
+                .with_context(|| format!("--bundle {}", dir.display()))?;
+            let (source, target) = language_ids(&tokenizer, args)?;
+            translate_lines(&tokenizer, &lines, args.batch_size, |sources| {
+                Ok(decode(&mut model.translator(source, target), sources, options)?)
+            })?
+        }
+        (None, None) => anyhow::bail!("--model or --bundle is required"),
+    };
     let text: String = translated.iter().map(|line| format!("{line}\n")).collect();
     match &args.output {
         // Whole file or nothing: a failed run never leaves a half-written output behind.
@@ -55,4 +63,14 @@ pub fn run(args: &TranslateArgs) -> anyhow::Result<()> {
         }
         None => Ok(std::io::stdout().lock().write_all(text.as_bytes())?),
     }
+}
+
+/// `--source-lang`/`--target-lang` as ids (default: the tokenizer's first and second language).
+fn language_ids(tokenizer: &Tokenizer, args: &TranslateArgs) -> anyhow::Result<(i64, i64)> {
+    let languages = tokenizer.languages().to_vec();
+    let source_lang = args.source_lang.clone().unwrap_or_else(|| languages.first().cloned().unwrap_or_default());
+    let target_lang = args.target_lang.clone().unwrap_or_else(|| languages.get(1).cloned().unwrap_or_default());
+    let source_id = i64::from(tokenizer.language_id(&source_lang).context("--source-lang")?);
+    let target_id = i64::from(tokenizer.language_id(&target_lang).context("--target-lang")?);
+    Ok((source_id, target_id))
 }

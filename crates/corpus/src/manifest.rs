@@ -7,6 +7,7 @@ use std::{
 };
 
 use sha2::{Digest, Sha256};
+pub use xlmc_atomic_file::sha256_file;
 
 use crate::{CorpusError, Pair, Split, split::Splits};
 
@@ -73,13 +74,6 @@ impl Manifest {
 
 pub fn sha256_bytes(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
-}
-
-pub fn sha256_file(path: &Path) -> Option<String> {
-    let mut file = std::fs::File::open(path).ok()?;
-    let mut hasher = Sha256::new();
-    std::io::copy(&mut file, &mut hasher).ok()?;
-    Some(hex::encode(hasher.finalize()))
 }
 
 /// Writes `bytes` to `path` through a temp file in the same folder and a rename.

@@ -18,7 +18,7 @@ mod model;
 mod options;
 mod search;
 
-pub use model::StepModel;
+pub use model::{StepModel, xlm_source_layout};
 pub use options::{DecodeOptions, MaxLength};
 pub use search::{Finish, Finished, Hypothesis, Search, decode};
 

@@ -29,3 +29,22 @@ pub trait StepModel {
     /// (continuous batching): a backend keeps each row's own position.
     fn append(&mut self, state: &mut Self::State, other: Self::State) -> Result<(), Self::Error>;
 }
+
+/// XLM's encoder input for a batch: each row `</s> w1 … wn </s>`, padded with `pad` to the
+/// longest. Returns the row-major tokens, the width, and each row's length (both `</s>` counted).
+/// Every backend lays sources out through this one function.
+pub fn xlm_source_layout(sources: &[Vec<u32>], eos: i64, pad: i64) -> (Vec<i64>, usize, Vec<i64>) {
+    let width = sources.iter().map(Vec::len).max().unwrap_or(0) + 2;
+    let mut tokens = vec![pad; sources.len() * width];
+    let mut lengths = Vec::with_capacity(sources.len());
+    for (row, source) in sources.iter().enumerate() {
+        let line = &mut tokens[row * width..(row + 1) * width];
+        line[0] = eos;
+        for (slot, &token) in line[1..].iter_mut().zip(source) {
+            *slot = i64::from(token);
+        }
+        line[source.len() + 1] = eos;
+        lengths.push(source.len() as i64 + 2);
+    }
+    (tokens, width, lengths)
+}

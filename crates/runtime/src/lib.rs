@@ -17,6 +17,10 @@ use std::{
     sync::OnceLock,
 };
 
+mod transformer;
+
+pub use transformer::{DECODER_FILE, ENCODER_FILE, OrtState, OrtTransformer, OrtTranslator, TransformerSpec};
+
 use ort::{
     environment::Environment,
     session::{Session, builder::GraphOptimizationLevel},
@@ -47,6 +51,10 @@ pub enum RuntimeError {
     Load { path: PathBuf, message: String },
     #[error("ONNX Runtime session: {0}")]
     Session(#[from] ort::Error),
+    #[error("bundle: {0}")]
+    Bundle(String),
+    #[error("source of {got} tokens (with its two </s>) exceeds the model's {max} positions")]
+    TooLong { got: usize, max: i64 },
 }
 
 /// Finds libonnxruntime, first match wins:

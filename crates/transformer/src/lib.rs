@@ -12,12 +12,14 @@ mod attention;
 mod checkpoint;
 mod config;
 mod model;
+mod onnx;
 mod prune;
 mod step;
 
 pub use checkpoint::{CheckpointError, INDEX_FILE, SaveOptions, Seq2Seq, WEIGHTS_FILE};
 pub use config::Config;
 pub use model::Transformer;
+pub use onnx::{DECODER_FILE, ENCODER_FILE, OnnxGraphs};
 pub use prune::{PruneError, spread_layers};
 pub use step::{DecoderCache, StepError, Translator};
 

@@ -3,7 +3,7 @@
 //! keys/values cached per row.
 
 use tch::{Device, Kind, Tensor};
-use xlmc_decoding::StepModel;
+use xlmc_decoding::{StepModel, xlm_source_layout};
 
 use crate::{Config, Transformer};
 
@@ -21,6 +21,11 @@ pub struct DecoderCache {
 impl DecoderCache {
     pub fn rows(&self) -> i64 {
         self.positions.size()[0]
+    }
+
+    /// Cross-attention keys and values per decoder layer (what the encoder produced).
+    pub fn cross_keys_values(&self) -> &[(Tensor, Tensor)] {
+        &self.cross_kv
     }
 
     fn tensors_mut(&mut self) -> impl Iterator<Item = &mut Tensor> {
@@ -59,19 +64,8 @@ impl Translator<'_> {
         if longest as i64 > self.config.max_positions {
             return Err(StepError::TooLong { got: longest, max: self.config.max_positions });
         }
-        let eos = self.config.eos_index;
-        let mut data = vec![self.config.pad_index; sources.len() * longest];
-        let mut lengths = Vec::with_capacity(sources.len());
-        for (row, source) in sources.iter().enumerate() {
-            let line = &mut data[row * longest..(row + 1) * longest];
-            line[0] = eos;
-            for (slot, &token) in line[1..].iter_mut().zip(source) {
-                *slot = i64::from(token);
-            }
-            line[source.len() + 1] = eos;
-            lengths.push(source.len() as i64 + 2);
-        }
-        let tokens = Tensor::from_slice(&data).view([sources.len() as i64, longest as i64]).to(self.device());
+        let (data, width, lengths) = xlm_source_layout(sources, self.config.eos_index, self.config.pad_index);
+        let tokens = Tensor::from_slice(&data).view([sources.len() as i64, width as i64]).to(self.device());
         Ok((tokens, Tensor::from_slice(&lengths).to(self.device())))
     }
 }

@@ -1,0 +1,225 @@
+//! Model bundles: what the server loads and `exporter translate --bundle` decodes through ONNX
+//! Runtime. A bundle is a folder:
+//!
+//! - `manifest.json` ([`Manifest`]): format version, architecture and its config, languages,
+//!   XLM's special ids, the tokenizer's files, every file with its sha256 and size, the source
+//!   model's weight hashes, and the export options;
+//! - the tokenizer files (`tokenizer.json` or fastBPE `codes`/`vocab`, and `tokenizer_meta.json`);
+//! - the ONNX graphs (`encoder.onnx`, `decoder.onnx` for a Transformer).
+//!
+//! [`write`] builds it in a staging folder and renames it into place, so a bundle path never holds
+//! a mix of two exports; [`Bundle::open`] refuses a newer format, a missing file or a file whose
+//! sha256 differs, naming the file.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
+
+use serde::{Deserialize, Serialize};
+
+pub const MANIFEST_FILE: &str = "manifest.json";
+/// The bundle layout this build writes and the newest it reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: not a bundle manifest: {detail}")]
+    Manifest { path: PathBuf, detail: String },
+    #[error("{path}: bundle format {found} is newer than this build reads ({FORMAT_VERSION}); upgrade xlmc")]
+    NewerFormat { path: PathBuf, found: u32 },
+    #[error("{path}: listed in the manifest but missing")]
+    Missing { path: PathBuf },
+    #[error("{path}: sha256 {found} differs from the manifest's {expected} (corrupt or replaced)")]
+    Checksum { path: PathBuf, expected: String, found: String },
+    #[error("{0}")]
+    Export(String),
+}
+
+impl From<std::io::Error> for BundleError {
+    fn from(source: std::io::Error) -> Self {
+        BundleError::Io { path: PathBuf::new(), source }
+    }
+}
+
+/// XLM's special token ids, written out so a reader needs no convention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpecialIds {
+    pub bos: u32,
+    pub eos: u32,
+    pub pad: u32,
+    pub unk: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+/// How the graphs were produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportOptions {
+    /// `fp32` (the default), later `fp16` / `int8`.
+    pub precision: String,
+    pub opset: i64,
+    pub ir_version: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format_version: u32,
+    /// `transformer` or `bigru`.
+    pub architecture: String,
+    /// The model's own config (the `config.json` of its model folder).
+    pub config: serde_json::Value,
+    /// XLM's `lang2id` order.
+    pub languages: Vec<String>,
+    pub special_ids: SpecialIds,
+    /// The tokenizer's files, all of them also in `files`.
+    pub tokenizer_files: Vec<String>,
+    /// Every file of the bundle but the manifest.
+    pub files: BTreeMap<String, FileEntry>,
+    /// The model folder exported and the sha256 of its weight files.
+    pub source: BTreeMap<String, String>,
+    pub export: ExportOptions,
+    pub created_by: String,
+}
+
+/// Writes a bundle to `out`: `fill` writes the files into the staging folder it is given and
+/// returns the manifest with `files` left empty; every file it wrote is then hashed into it.
+pub fn write(
+    out: &Path,
+    replace: bool,
+    fill: impl FnOnce(&Path) -> Result<Manifest, BundleError>,
+) -> Result<Manifest, BundleError> {
+    let io = |e: std::io::Error| BundleError::Io { path: out.to_owned(), source: e };
+    xlmc_atomic_file::replace_dir(out, replace, |staging| {
+        let mut manifest = fill(staging)?;
+        manifest.format_version = FORMAT_VERSION;
+        let mut names: Vec<String> = std::fs::read_dir(staging)
+            .map_err(io)?
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| name != MANIFEST_FILE)
+            .collect();
+        names.sort();
+        for name in names {
+            let path = staging.join(&name);
+            let bytes = std::fs::metadata(&path).map_err(io)?.len();
+            let sha256 =
+                xlmc_atomic_file::sha256_file(&path).ok_or_else(|| BundleError::Missing { path: path.clone() })?;
+            manifest.files.insert(name, FileEntry { sha256, bytes });
+        }
+        let text = serde_json::to_string_pretty(&manifest).expect("manifest serialises");
+        xlmc_atomic_file::write(&staging.join(MANIFEST_FILE), text.as_bytes()).map_err(io)?;
+        Ok(manifest)
+    })
+    .map_err(|e| match e {
+        BundleError::Io { path, source } if path.as_os_str().is_empty() => {
+            BundleError::Io { path: out.to_owned(), source }
+        }
+        other => other,
+    })
+}
+
+/// An opened, verified bundle.
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+}
+
+impl Bundle {
+    /// Reads the manifest and checks every file it lists (presence, sha256).
+    pub fn open(dir: &Path) -> Result<Self, BundleError> {
+        let path = dir.join(MANIFEST_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|source| BundleError::Io { path: path.clone(), source })?;
+        let value: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| BundleError::Manifest { path: path.clone(), detail: e.to_string() })?;
+        // The version first: a newer layout may not parse as this one.
+        let found = value.get("format_version").and_then(serde_json::Value::as_u64).unwrap_or(0) as u32;
+        if found > FORMAT_VERSION {
+            return Err(BundleError::NewerFormat { path, found });
+        }
+        let manifest: Manifest = serde_json::from_value(value)
+            .map_err(|e| BundleError::Manifest { path: path.clone(), detail: e.to_string() })?;
+        for (name, entry) in &manifest.files {
+            let file = dir.join(name);
+            if !file.is_file() {
+                return Err(BundleError::Missing { path: file });
+            }
+            let sha256 = xlmc_atomic_file::sha256_file(&file).unwrap_or_default();
+            if sha256 != entry.sha256 {
+                return Err(BundleError::Checksum { path: file, expected: entry.sha256.clone(), found: sha256 });
+            }
+        }
+        Ok(Self { dir: dir.to_owned(), manifest })
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest() -> Manifest {
+        Manifest {
+            format_version: 0,
+            architecture: "transformer".into(),
+            config: serde_json::json!({"n_words": 10}),
+            languages: vec!["en".into(), "fr".into()],
+            special_ids: SpecialIds { bos: 0, eos: 1, pad: 2, unk: 3 },
+            tokenizer_files: vec!["tokenizer.json".into()],
+            files: BTreeMap::new(),
+            source: BTreeMap::new(),
+            export: ExportOptions { precision: "fp32".into(), opset: 17, ir_version: 8 },
+            created_by: "test".into(),
+        }
+    }
+
+    fn written(dir: &Path) -> PathBuf {
+        let out = dir.join("bundle");
+        write(&out, false, |d| {
+            std::fs::write(d.join("encoder.onnx"), b"graph")?;
+            std::fs::write(d.join("tokenizer.json"), b"{}")?;
+            Ok(manifest())
+        })
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn a_written_bundle_opens_with_every_file_hashed() {
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = Bundle::open(&written(dir.path())).unwrap();
+        assert_eq!(bundle.manifest.format_version, FORMAT_VERSION);
+        assert_eq!(bundle.manifest.files.keys().collect::<Vec<_>>(), ["encoder.onnx", "tokenizer.json"]);
+        assert_eq!(bundle.manifest.files["encoder.onnx"].bytes, 5);
+    }
+
+    #[test]
+    fn a_changed_missing_or_newer_bundle_is_refused_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = written(dir.path());
+        std::fs::write(out.join("encoder.onnx"), b"grapH").unwrap();
+        let error = Bundle::open(&out).unwrap_err().to_string();
+        assert!(error.contains("encoder.onnx") && error.contains("sha256"), "{error}");
+        std::fs::remove_file(out.join("encoder.onnx")).unwrap();
+        let error = Bundle::open(&out).unwrap_err().to_string();
+        assert!(error.contains("encoder.onnx") && error.contains("missing"), "{error}");
+
+        let out = dir.path().join("newer");
+        write(&out, false, |_| Ok(manifest())).unwrap();
+        let text = std::fs::read_to_string(out.join(MANIFEST_FILE)).unwrap();
+        std::fs::write(out.join(MANIFEST_FILE), text.replace("\"format_version\": 1", "\"format_version\": 9"))
+            .unwrap();
+        let error = Bundle::open(&out).unwrap_err().to_string();
+        assert!(error.contains("manifest.json") && error.contains("format 9 is newer"), "{error}");
+    }
+}

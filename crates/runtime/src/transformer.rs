@@ -1,0 +1,247 @@
+//! The ONNX Runtime implementation of xlmc-decoding's [`StepModel`] for an exported Transformer
+//! bundle (graphs described in xlmc-transformer's `onnx` module): the same decoding core as the
+//! libtorch model, so greedy/beam, per-sentence EOS and continuous joins behave identically.
+
+use std::borrow::Cow;
+
+use ndarray::{Array, Array1, Array2, Array4, ArrayD, Axis, Dimension, concatenate};
+use ort::{
+    session::{Session, SessionInputValue},
+    value::TensorRef,
+};
+use serde::Deserialize;
+use xlmc_bundle::Bundle;
+use xlmc_decoding::{StepModel, xlm_source_layout};
+
+use crate::{RuntimeError, SessionOptions, environment};
+
+pub const ENCODER_FILE: &str = "encoder.onnx";
+pub const DECODER_FILE: &str = "decoder.onnx";
+
+/// What the runtime needs of a Transformer's config (the bundle manifest's `config`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct TransformerSpec {
+    pub n_words: i64,
+    pub emb_dim: i64,
+    pub n_heads: i64,
+    pub n_dec_layers: i64,
+    pub max_positions: i64,
+    pub pad_index: i64,
+    pub eos_index: i64,
+}
+
+impl TransformerSpec {
+    fn head_dim(&self) -> usize {
+        (self.emb_dim / self.n_heads) as usize
+    }
+}
+
+/// The encoder and one-step decoder sessions of a bundle.
+#[derive(Debug)]
+pub struct OrtTransformer {
+    encoder: Session,
+    decoder: Session,
+    pub spec: TransformerSpec,
+}
+
+/// Per-row state: rows may have joined at different steps (continuous batching), so each keeps
+/// its own position and `self_mask` marks which cached steps are its own.
+#[derive(Debug, Clone)]
+pub struct OrtState {
+    source_mask: Array2<bool>,              // [rows, src_len]
+    cross: Vec<(Array4<f32>, Array4<f32>)>, // per layer [rows, heads, src_len, head_dim]
+    past: Vec<(Array4<f32>, Array4<f32>)>,  // per layer [rows, heads, steps, head_dim]
+    self_mask: Array2<bool>,                // [rows, steps]
+    positions: Vec<i64>,                    // the next decoder position of each row
+}
+
+impl OrtState {
+    pub fn rows(&self) -> usize {
+        self.positions.len()
+    }
+
+    /// Cross-attention keys and values per decoder layer (what the encoder produced).
+    pub fn cross_keys_values(&self) -> &[(Array4<f32>, Array4<f32>)] {
+        &self.cross
+    }
+}
+
+impl OrtTransformer {
+    pub fn load(bundle: &Bundle, options: &SessionOptions) -> Result<Self, RuntimeError> {
+        let spec: TransformerSpec = serde_json::from_value(bundle.manifest.config.clone())
+            .map_err(|e| RuntimeError::Bundle(format!("{}: config: {e}", bundle.dir.display())))?;
+        let env = environment()?;
+        Ok(Self {
+            encoder: options.from_file(env, &bundle.file(ENCODER_FILE))?,
+            decoder: options.from_file(env, &bundle.file(DECODER_FILE))?,
+            spec,
+        })
+    }
+
+    /// A step model translating from `source_lang` to `target_lang` (ids in `lang2id` order).
+    pub fn translator(&mut self, source_lang: i64, target_lang: i64) -> OrtTranslator<'_> {
+        OrtTranslator { model: self, source_lang, target_lang }
+    }
+}
+
+#[derive(Debug)]
+pub struct OrtTranslator<'m> {
+    model: &'m mut OrtTransformer,
+    source_lang: i64,
+    target_lang: i64,
+}
+
+fn view<'a, T: ort::value::PrimitiveTensorElementType + Clone + std::fmt::Debug + 'static, D: Dimension + 'static>(
+    array: &'a Array<T, D>,
+) -> Result<SessionInputValue<'a>, RuntimeError> {
+    // Shape + slice rather than the array itself: ORT's layout check refuses zero-sized arrays
+    // (an empty KV cache at the first step), whose strides ndarray leaves at zero.
+    let data = array.as_slice().ok_or_else(|| RuntimeError::Bundle("internal: a non-contiguous input".into()))?;
+    Ok(TensorRef::from_array_view((array.shape().to_vec(), data))?.into())
+}
+
+fn output<T: ort::value::PrimitiveTensorElementType + Clone + 'static, D: Dimension>(
+    outputs: &ort::session::SessionOutputs<'_>,
+    name: &str,
+) -> Result<Array<T, D>, RuntimeError> {
+    let value = outputs.get(name).ok_or_else(|| RuntimeError::Bundle(format!("graph has no output `{name}`")))?;
+    let array: ArrayD<T> = value.try_extract_array::<T>()?.to_owned();
+    array.into_dimensionality::<D>().map_err(|e| RuntimeError::Bundle(format!("output `{name}`: {e}")))
+}
+
+/// `concatenate`, always in standard (row-major) layout: ndarray may pick column-major when
+/// joining along the last axis, and ORT reads inputs as row-major slices.
+fn concat<T: Clone, D: Dimension + ndarray::RemoveAxis>(
+    axis: usize,
+    arrays: &[ndarray::ArrayView<'_, T, D>],
+) -> Array<T, D> {
+    let joined = concatenate(Axis(axis), arrays).expect("same shape but the joined axis");
+    if joined.is_standard_layout() { joined } else { joined.as_standard_layout().into_owned() }
+}
+
+/// Pads axis `axis` of `array` to `size` with `fill`.
+fn pad_axis<T: Clone, D: Dimension + ndarray::RemoveAxis>(
+    array: Array<T, D>,
+    axis: usize,
+    size: usize,
+    fill: T,
+) -> Array<T, D> {
+    let current = array.len_of(Axis(axis));
+    if current >= size {
+        return array;
+    }
+    let mut shape = array.raw_dim();
+    shape[axis] = size - current;
+    let padding = Array::from_elem(shape, fill);
+    concat(axis, &[array.view(), padding.view()])
+}
+
+impl StepModel for OrtTranslator<'_> {
+    type State = OrtState;
+    type Error = RuntimeError;
+
+    fn vocab_size(&self) -> usize {
+        self.model.spec.n_words as usize
+    }
+
+    fn encode(&mut self, sources: &[Vec<u32>]) -> Result<OrtState, RuntimeError> {
+        let spec = &self.model.spec;
+        let (tokens, width, lengths) = xlm_source_layout(sources, spec.eos_index, spec.pad_index);
+        if width as i64 > spec.max_positions {
+            return Err(RuntimeError::TooLong { got: width, max: spec.max_positions });
+        }
+        let rows = sources.len();
+        let (heads, head_dim, layers) = (spec.n_heads as usize, spec.head_dim(), spec.n_dec_layers as usize);
+        let tokens = Array2::from_shape_vec((rows, width), tokens).expect("layout size");
+        let lengths = Array1::from_vec(lengths);
+        let lang = Array1::from_vec(vec![self.source_lang]);
+        let inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> =
+            vec![("tokens".into(), view(&tokens)?), ("lengths".into(), view(&lengths)?), ("lang".into(), view(&lang)?)];
+        let outputs = self.model.encoder.run(inputs)?;
+        let mut cross = Vec::with_capacity(layers);
+        for i in 0..layers {
+            cross.push((output(&outputs, &format!("cross_k.{i}"))?, output(&outputs, &format!("cross_v.{i}"))?));
+        }
+        let source_mask = output(&outputs, "source_mask")?;
+        let empty = || Array4::<f32>::zeros((rows, heads, 0, head_dim));
+        Ok(OrtState {
+            source_mask,
+            cross,
+            past: (0..layers).map(|_| (empty(), empty())).collect(),
+            self_mask: Array2::from_elem((rows, 0), false),
+            positions: vec![0; rows],
+        })
+    }
+
+    fn step(&mut self, state: &mut OrtState, last_tokens: &[u32]) -> Result<Vec<f32>, RuntimeError> {
+        let rows = state.rows();
+        let tokens = Array1::from_iter(last_tokens.iter().map(|&t| i64::from(t)));
+        let positions = Array1::from_vec(state.positions.clone());
+        let lang = Array1::from_vec(vec![self.target_lang]);
+        let ones = Array2::from_elem((rows, 1), true);
+        let self_mask = concat(1, &[state.self_mask.view(), ones.view()]);
+        let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = vec![
+            ("tokens".into(), view(&tokens)?),
+            ("positions".into(), view(&positions)?),
+            ("lang".into(), view(&lang)?),
+            ("source_mask".into(), view(&state.source_mask)?),
+            ("self_mask".into(), view(&self_mask)?),
+        ];
+        for (i, ((cross_k, cross_v), (past_k, past_v))) in state.cross.iter().zip(&state.past).enumerate() {
+            inputs.push((format!("cross_k.{i}").into(), view(cross_k)?));
+            inputs.push((format!("cross_v.{i}").into(), view(cross_v)?));
+            inputs.push((format!("past_k.{i}").into(), view(past_k)?));
+            inputs.push((format!("past_v.{i}").into(), view(past_v)?));
+        }
+        let outputs = self.model.decoder.run(inputs)?;
+        let log_probs: Array2<f32> = output(&outputs, "log_probs")?;
+        let mut present = Vec::with_capacity(state.past.len());
+        for i in 0..state.past.len() {
+            present.push((output(&outputs, &format!("present_k.{i}"))?, output(&outputs, &format!("present_v.{i}"))?));
+        }
+        drop(outputs);
+        state.past = present;
+        state.self_mask = self_mask;
+        state.positions.iter_mut().for_each(|p| *p += 1);
+        Ok(log_probs.into_raw_vec_and_offset().0)
+    }
+
+    fn select(&mut self, state: &mut OrtState, rows: &[usize]) -> Result<(), RuntimeError> {
+        state.source_mask = state.source_mask.select(Axis(0), rows);
+        state.self_mask = state.self_mask.select(Axis(0), rows);
+        state.positions = rows.iter().map(|&r| state.positions[r]).collect();
+        for (k, v) in state.cross.iter_mut().chain(state.past.iter_mut()) {
+            *k = k.select(Axis(0), rows);
+            *v = v.select(Axis(0), rows);
+        }
+        Ok(())
+    }
+
+    fn append(&mut self, state: &mut OrtState, mut other: OrtState) -> Result<(), RuntimeError> {
+        // Align source lengths and cached steps; padded columns are masked out.
+        let src_len = state.source_mask.ncols().max(other.source_mask.ncols());
+        let steps = state.self_mask.ncols().max(other.self_mask.ncols());
+        for s in [&mut *state, &mut other] {
+            s.source_mask = pad_axis(std::mem::take(&mut s.source_mask), 1, src_len, false);
+            s.self_mask = pad_axis(std::mem::take(&mut s.self_mask), 1, steps, false);
+            for (k, v) in s.cross.iter_mut() {
+                *k = pad_axis(std::mem::take(k), 2, src_len, 0.0);
+                *v = pad_axis(std::mem::take(v), 2, src_len, 0.0);
+            }
+            for (k, v) in s.past.iter_mut() {
+                *k = pad_axis(std::mem::take(k), 2, steps, 0.0);
+                *v = pad_axis(std::mem::take(v), 2, steps, 0.0);
+            }
+        }
+        let stack2 = |a: &Array2<bool>, b: &Array2<bool>| concat(0, &[a.view(), b.view()]);
+        let stack4 = |a: &Array4<f32>, b: &Array4<f32>| concat(0, &[a.view(), b.view()]);
+        state.source_mask = stack2(&state.source_mask, &other.source_mask);
+        state.self_mask = stack2(&state.self_mask, &other.self_mask);
+        state.positions.extend(other.positions);
+        for (mine, theirs) in state.cross.iter_mut().zip(&other.cross).chain(state.past.iter_mut().zip(&other.past)) {
+            mine.0 = stack4(&mine.0, &theirs.0);
+            mine.1 = stack4(&mine.1, &theirs.1);
+        }
+        Ok(())
+    }
+}
