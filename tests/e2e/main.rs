@@ -3,6 +3,7 @@
 
 mod binaries;
 mod data;
+mod export;
 mod fastbpe;
 mod grpc;
 mod import_xlm;

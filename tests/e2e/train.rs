@@ -5,7 +5,7 @@ use std::process::Command;
 
 use xlmc_tests::{Rng, binary};
 
-fn exporter(args: &[&str]) -> String {
+pub(crate) fn exporter(args: &[&str]) -> String {
     let out = Command::new(binary("exporter")).env_clear().args(args).output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "exporter {args:?} failed:\n{text}");
@@ -14,7 +14,7 @@ fn exporter(args: &[&str]) -> String {
 
 /// A generated word-for-word corpus (`corpus`), its tokenizer (`tok`) and a tiny-teacher config
 /// (`teacher.toml`, 20 updates into `run`) in `dir`.
-fn corpus_tokenizer_and_teacher_config(dir: &std::path::Path) {
+pub(crate) fn corpus_tokenizer_and_teacher_config(dir: &std::path::Path) {
     let path = |name: &str| dir.join(name).to_str().unwrap().to_owned();
     let mut rng = Rng::new(3);
     let words = ["un", "deux", "trois", "quatre", "cinq", "six"];

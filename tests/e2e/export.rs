@@ -1,0 +1,95 @@
+//! `exporter export` → bundle → ONNX Runtime, against the same model through libtorch: parity of
+//! every graph, identical greedy and beam translations, a valid ONNX file by onnx's own checker,
+//! and bundles that refuse to load when changed.
+
+use std::process::Command;
+
+use xlmc_tests::{binary, oracle_python};
+
+use crate::train::{corpus_tokenizer_and_teacher_config, exporter};
+
+/// The number after `label` in `text` (`max |Δ| 1.9e-6`).
+fn number_after(text: &str, label: &str) -> f64 {
+    let rest = text.split(label).nth(1).unwrap_or_else(|| panic!("no `{label}` in {text}"));
+    rest.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+fn failure(args: &[&str]) -> String {
+    let out = Command::new(binary("exporter")).env_clear().args(args).output().unwrap();
+    assert!(!out.status.success(), "exporter {args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn exported_teacher_and_students_decode_through_onnx_runtime_like_libtorch() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    corpus_tokenizer_and_teacher_config(dir.path());
+    exporter(&["train", "--config", &path("teacher.toml"), "--max-updates", "40"]);
+    exporter(&["prune", "--teacher", &path("run/model"), "--keep", "2-1", "--out", &path("student")]);
+    let trim = ["prune", "--teacher", &path("run/model"), "--keep", "1-1", "--trim-vocab", &path("corpus")];
+    exporter(&[&trim[..], &["--out", &path("trimmed")]].concat());
+    // 240 sentences of 1–12 words, some longer than anything in training.
+    let sentences: String = (0..240)
+        .map(|i| (0..1 + i % 12).map(|j| format!("w{}", (i * 7 + j * 3) % 6)).collect::<Vec<_>>().join(" ") + "\n")
+        .collect();
+    std::fs::write(path("in.en"), sentences).unwrap();
+
+    for model in ["run/model", "student", "trimmed"] {
+        let bundle = path(&format!("{}.bundle", model.replace('/', "-")));
+        let text = exporter(&["export", "--model", &path(model), "--out", &bundle]);
+        assert!(text.contains("encoder.onnx") && text.contains("decoder.onnx"), "{text}");
+        let report = exporter(&["verify", "--model", &path(model), "--bundle", &bundle, "--input", &path("in.en")]);
+        let (encoder, decoder) = (number_after(&report, "encoder: max |Δ|"), number_after(&report, "max |Δ log-prob|"));
+        assert!(encoder <= 1e-4 && decoder <= 1e-4, "{model}: {report}");
+        assert!(report.contains("20 steps") && report.contains("greedy: 240/240 translations identical"), "{report}");
+
+        // Beam search through the shared core: the same file either way.
+        for (flag, dir_or_bundle, out) in [("--model", path(model), "torch.fr"), ("--bundle", bundle.clone(), "ort.fr")]
+        {
+            let out = path(out);
+            exporter(&["translate", flag, &dir_or_bundle, "--input", &path("in.en"), "--output", &out, "--beam", "3"]);
+        }
+        assert_eq!(
+            std::fs::read_to_string(path("ort.fr")).unwrap(),
+            std::fs::read_to_string(path("torch.fr")).unwrap()
+        );
+    }
+
+    // onnx's own checker, with shape inference, accepts both graphs.
+    let bundle = path("run-model.bundle");
+    let check = oracle_python()
+        .args(["-c", "import onnx, sys\nfor f in sys.argv[1:]:\n    onnx.checker.check_model(f, full_check=True)\n    m = onnx.load(f)\n    print(f, m.ir_version, m.opset_import[0].version)"])
+        .arg(format!("{bundle}/encoder.onnx"))
+        .arg(format!("{bundle}/decoder.onnx"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "onnx.checker: {}{stdout}", String::from_utf8_lossy(&check.stderr));
+    assert_eq!(stdout.matches(" 8 17").count(), 2, "{stdout}");
+
+    // An existing bundle is only replaced with --force, and then as a whole.
+    let error = failure(&["export", "--model", &path("student"), "--out", &bundle]);
+    assert!(error.contains("exists") && error.contains("--force"), "{error}");
+    exporter(&["export", "--model", &path("student"), "--out", &bundle, "--force"]);
+    let manifest = std::fs::read_to_string(format!("{bundle}/manifest.json")).unwrap();
+    assert!(manifest.contains(&path("student")), "the student's manifest now");
+
+    // A changed, missing or newer bundle is refused, naming the file.
+    let translate = ["translate", "--bundle", &bundle, "--input", &path("in.en")];
+    let decoder = format!("{bundle}/decoder.onnx");
+    let original = std::fs::read(&decoder).unwrap();
+    let mut bytes = original.clone();
+    bytes[original.len() / 2] ^= 1;
+    std::fs::write(&decoder, bytes).unwrap();
+    let error = failure(&translate);
+    assert!(error.contains("decoder.onnx") && error.contains("sha256"), "{error}");
+    std::fs::write(&decoder, original).unwrap();
+    std::fs::remove_file(format!("{bundle}/tokenizer.json")).unwrap();
+    let error = failure(&translate);
+    assert!(error.contains("tokenizer.json") && error.contains("missing"), "{error}");
+    let newer = manifest.replace("\"format_version\": 1", "\"format_version\": 2");
+    std::fs::write(format!("{bundle}/manifest.json"), newer).unwrap();
+    let error = failure(&translate);
+    assert!(error.contains("manifest.json") && error.contains("newer"), "{error}");
+}
