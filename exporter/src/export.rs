@@ -7,26 +7,36 @@ use std::{collections::BTreeMap, path::Path};
 use anyhow::{Context, bail, ensure};
 use tch::{Device, Kind, Tensor};
 use xlmc_bundle::{Bundle, BundleError, ExportOptions, Manifest, SpecialIds};
-use xlmc_decoding::{DecodeOptions, StepModel, decode};
+use xlmc_decoding::{DecodeOptions, StepModel};
 use xlmc_onnx::{DEFAULT_OPSET, IR_VERSION};
-use xlmc_runtime::{OrtTransformer, SessionOptions};
+use xlmc_runtime::{OrtModel, SessionOptions};
 use xlmc_tokenizer::{BOS_ID, EOS_ID, PAD_ID, Tokenizer, UNK_ID};
 
 use crate::{
     cli::{ExportArgs, VerifyArgs},
     model_dir,
+    model_dir::AnyModel,
 };
 
 pub fn run(args: &ExportArgs) -> anyhow::Result<String> {
-    let (model, tokenizer) = model_dir::load(&args.model, Device::Cpu).context("--model")?;
+    let (model, tokenizer) = model_dir::load_any(&args.model, Device::Cpu).context("--model")?;
     ensure!(args.force || !args.out.exists(), "--out {} exists; pass --force to replace it", args.out.display());
-    let graphs = model.to_onnx().context("building the ONNX graphs")?;
+    let (encoder, decoder, config) = match &model {
+        AnyModel::Transformer(m) => {
+            let graphs = m.to_onnx().context("building the ONNX graphs")?;
+            (graphs.encoder, graphs.decoder, serde_json::to_value(&m.config)?)
+        }
+        AnyModel::BiGru(m) => {
+            let graphs = m.to_onnx().context("building the ONNX graphs")?;
+            (graphs.encoder, graphs.decoder, serde_json::to_value(&m.config)?)
+        }
+    };
     let mut source = BTreeMap::from([("model_dir".to_owned(), args.model.display().to_string())]);
     source.insert("weights_sha256".into(), model_dir::weights_fingerprint(&args.model));
     let manifest = xlmc_bundle::write(&args.out, true, |dir| {
         let fail = |e: &dyn std::fmt::Display| BundleError::Export(e.to_string());
-        graphs.encoder.write(&dir.join(xlmc_transformer::ENCODER_FILE)).map_err(|e| fail(&e))?;
-        graphs.decoder.write(&dir.join(xlmc_transformer::DECODER_FILE)).map_err(|e| fail(&e))?;
+        encoder.write(&dir.join(xlmc_runtime::ENCODER_FILE)).map_err(|e| fail(&e))?;
+        decoder.write(&dir.join(xlmc_runtime::DECODER_FILE)).map_err(|e| fail(&e))?;
         tokenizer.save(dir).map_err(|e| fail(&e))?;
         let mut tokenizer_files: Vec<String> = std::fs::read_dir(dir)?
             .filter_map(Result::ok)
@@ -36,8 +46,8 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<String> {
         tokenizer_files.sort();
         Ok(Manifest {
             format_version: xlmc_bundle::FORMAT_VERSION,
-            architecture: "transformer".into(),
-            config: serde_json::to_value(&model.config).map_err(|e| fail(&e))?,
+            architecture: model.architecture().into(),
+            config,
             languages: tokenizer.languages().to_vec(),
             special_ids: SpecialIds { bos: BOS_ID, eos: EOS_ID, pad: PAD_ID, unk: UNK_ID },
             tokenizer_files,
@@ -59,13 +69,6 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<String> {
 /// A bundle and its tokenizer, verified.
 pub fn open_bundle(dir: &Path) -> anyhow::Result<(Bundle, Tokenizer)> {
     let bundle = Bundle::open(dir).with_context(|| format!("--bundle {}", dir.display()))?;
-    if bundle.manifest.architecture != "transformer" {
-        bail!(
-            "--bundle {}: architecture {:?} has no ONNX Runtime decoder yet",
-            dir.display(),
-            bundle.manifest.architecture
-        );
-    }
     let tokenizer = Tokenizer::load(dir).with_context(|| format!("--bundle {}", dir.display()))?;
     Ok((bundle, tokenizer))
 }
@@ -76,55 +79,87 @@ fn max_diff(torch: &Tensor, ort: &[f32]) -> f64 {
     torch.iter().zip(ort).map(|(a, b)| f64::from((a - b).abs())).fold(0.0, f64::max)
 }
 
+/// Feeds both step models the same batch and, each step, the same tokens (the first's argmax),
+/// so every difference is numerical; returns the max |Δ log-prob|.
+fn compare_steps<A: StepModel, B: StepModel>(
+    a: &mut A,
+    a_state: &mut A::State,
+    b: &mut B,
+    b_state: &mut B::State,
+    rows: usize,
+    steps: usize,
+) -> anyhow::Result<f64> {
+    let mut diff: f64 = 0.0;
+    let mut tokens = vec![EOS_ID; rows];
+    for _ in 0..steps {
+        let expected = a.step(a_state, &tokens)?;
+        let got = b.step(b_state, &tokens)?;
+        diff = expected.iter().zip(&got).map(|(x, y)| f64::from((x - y).abs())).fold(diff, f64::max);
+        tokens = expected
+            .chunks(a.vocab_size())
+            .map(|row| row.iter().enumerate().max_by(|x, y| x.1.total_cmp(y.1)).map_or(0, |(i, _)| i as u32))
+            .collect();
+    }
+    Ok(diff)
+}
+
 pub fn verify(args: &VerifyArgs) -> anyhow::Result<String> {
-    let (model, tokenizer) = model_dir::load(&args.model, Device::Cpu).context("--model")?;
+    let (model, tokenizer) = model_dir::load_any(&args.model, Device::Cpu).context("--model")?;
     let (bundle, bundle_tokenizer) = open_bundle(&args.bundle)?;
-    let mut ort = OrtTransformer::load(&bundle, &SessionOptions::default()).context("--bundle")?;
+    ensure!(
+        bundle.manifest.architecture == model.architecture(),
+        "--bundle holds a {} model, --model a {}",
+        bundle.manifest.architecture,
+        model.architecture()
+    );
+    let mut ort = OrtModel::load(&bundle, &SessionOptions::default()).context("--bundle")?;
     let text = std::fs::read_to_string(&args.input).with_context(|| format!("--input {}", args.input.display()))?;
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     ensure!(!lines.is_empty(), "--input {}: no sentences", args.input.display());
     let sources = tokenizer.encode_batch(&lines)?;
     ensure!(sources == bundle_tokenizer.encode_batch(&lines)?, "the bundle's tokenizer segments --input differently");
-    let (source_lang, target_lang) = (0, i64::from(tokenizer.languages().len() > 1));
-
-    // Teacher-forced comparison: both backends get the same batch and, each step, the same tokens
-    // (libtorch's argmax), so every difference is numerical.
+    let langs = (0, i64::from(tokenizer.languages().len() > 1));
     let batch = &sources[..args.batch.min(sources.len())];
-    let mut torch = model.translator(source_lang, target_lang);
-    let mut onnx = ort.translator(source_lang, target_lang);
-    let mut torch_state = torch.encode(batch)?;
-    let mut ort_state = onnx.encode(batch)?;
-    let mut encoder_diff: f64 = 0.0;
-    for ((tk, tv), (ok, ov)) in torch_state.cross_keys_values().iter().zip(ort_state.cross_keys_values()) {
-        encoder_diff = encoder_diff.max(max_diff(tk, ok.as_slice().expect("standard layout")));
-        encoder_diff = encoder_diff.max(max_diff(tv, ov.as_slice().expect("standard layout")));
-    }
-    let mut decoder_diff: f64 = 0.0;
-    let mut tokens = vec![EOS_ID; batch.len()];
-    let vocab = torch.vocab_size();
-    for _ in 0..args.steps {
-        let expected = torch.step(&mut torch_state, &tokens)?;
-        let got = onnx.step(&mut ort_state, &tokens)?;
-        decoder_diff = decoder_diff.max(max_diff(&Tensor::from_slice(&expected), &got));
-        tokens = expected
-            .chunks(vocab)
-            .map(|row| row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i as u32))
-            .collect();
-    }
+
+    let (encoder_diff, decoder_diff, what) = match (&model, &mut ort) {
+        (AnyModel::Transformer(m), OrtModel::Transformer(o)) => {
+            let (mut torch, mut onnx) = (m.translator(langs.0, langs.1), o.translator(langs.0, langs.1));
+            let (mut t_state, mut o_state) = (torch.encode(batch)?, onnx.encode(batch)?);
+            let mut encoder_diff: f64 = 0.0;
+            for ((tk, tv), (ok, ov)) in t_state.cross_keys_values().iter().zip(o_state.cross_keys_values()) {
+                encoder_diff = encoder_diff.max(max_diff(tk, ok.as_slice().expect("standard layout")));
+                encoder_diff = encoder_diff.max(max_diff(tv, ov.as_slice().expect("standard layout")));
+            }
+            let decoder_diff =
+                compare_steps(&mut torch, &mut t_state, &mut onnx, &mut o_state, batch.len(), args.steps)?;
+            (encoder_diff, decoder_diff, format!("cross-attention keys/values of {} layers", m.config.n_dec_layers))
+        }
+        (AnyModel::BiGru(m), OrtModel::BiGru(o)) => {
+            let (mut torch, mut onnx) = (m.translator(langs.0, langs.1), o.translator(langs.0, langs.1));
+            let (mut t_state, mut o_state) = (torch.encode(batch)?, onnx.encode(batch)?);
+            let ((t_enc, t_h), (o_enc, o_h)) = (t_state.encoded_and_h(), o_state.encoded_and_h());
+            let encoder_diff = max_diff(t_enc, o_enc.as_slice().expect("standard layout"))
+                .max(max_diff(t_h, o_h.as_slice().expect("standard layout")));
+            let decoder_diff =
+                compare_steps(&mut torch, &mut t_state, &mut onnx, &mut o_state, batch.len(), args.steps)?;
+            (encoder_diff, decoder_diff, "encoder states and the first decoder state".to_owned())
+        }
+        _ => bail!("--model and --bundle differ in architecture"),
+    };
 
     // End to end: greedy translations of every sentence through the one decoding core.
     let options = DecodeOptions::default();
-    let through_torch = decode(&mut model.translator(source_lang, target_lang), &sources, options)?;
-    let through_ort = decode(&mut ort.translator(source_lang, target_lang), &sources, options)?;
+    let through_torch = model.decode(&sources, langs, options)?;
+    let through_ort = ort.decode(&sources, langs, options)?;
     let same = through_torch.iter().zip(&through_ort).filter(|(a, b)| a.tokens == b.tokens).count();
 
     let report = format!(
-        "encoder: max |Δ| {encoder_diff:.2e} (cross-attention keys/values of {} layers, {} sentences)\n\
-         decoder: max |Δ log-prob| {decoder_diff:.2e} ({} steps with KV cache)\n\
+        "encoder: max |Δ| {encoder_diff:.2e} ({what}, {} sentences)\n\
+         decoder: max |Δ log-prob| {decoder_diff:.2e} ({} steps{})\n\
          greedy: {same}/{} translations identical\n",
-        model.config.n_dec_layers,
         batch.len(),
         args.steps,
+        if model.architecture() == "transformer" { " with KV cache" } else { "" },
         sources.len()
     );
     ensure!(

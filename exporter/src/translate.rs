@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use anyhow::Context;
-use xlmc_decoding::{DecodeOptions, Hypothesis, decode};
+use xlmc_decoding::{DecodeOptions, Hypothesis};
 use xlmc_tokenizer::Tokenizer;
 
 use crate::{cli::TranslateArgs, model_dir, torch_device};
@@ -46,12 +46,10 @@ pub fn run(args: &TranslateArgs) -> anyhow::Result<()> {
         }
         (None, Some(dir)) => {
             let (bundle, tokenizer) = crate::export::open_bundle(dir)?;
-            let mut model = xlmc_runtime::OrtTransformer::load(&bundle, &xlmc_runtime::SessionOptions::default())
+            let mut model = xlmc_runtime::OrtModel::load(&bundle, &xlmc_runtime::SessionOptions::default())
                 .with_context(|| format!("--bundle {}", dir.display()))?;
-            let (source, target) = language_ids(&tokenizer, args)?;
-            translate_lines(&tokenizer, &lines, args.batch_size, |sources| {
-                Ok(decode(&mut model.translator(source, target), sources, options)?)
-            })?
+            let langs = language_ids(&tokenizer, args)?;
+            translate_lines(&tokenizer, &lines, args.batch_size, |sources| Ok(model.decode(sources, langs, options)?))?
         }
         (None, None) => anyhow::bail!("--model or --bundle is required"),
     };

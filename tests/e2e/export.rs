@@ -29,13 +29,21 @@ fn exported_teacher_and_students_decode_through_onnx_runtime_like_libtorch() {
     exporter(&["prune", "--teacher", &path("run/model"), "--keep", "2-1", "--out", &path("student")]);
     let trim = ["prune", "--teacher", &path("run/model"), "--keep", "1-1", "--trim-vocab", &path("corpus")];
     exporter(&[&trim[..], &["--out", &path("trimmed")]].concat());
+    // A BiGRU student, distilled for a few updates: exported with ONNX's own GRU operator.
+    let bigru = format!(
+        "corpus = {:?}\nout = {:?}\ndev_sentences = 20\n[train]\nmax_tokens = 300\nlr = 0.003\nwarmup_updates = 2\nmax_updates = 12\neval_every = 12\ncheckpoint_every = 12\n[bigru]\nemb_dim = 16\nhidden = 12\ndropout = 0.0\n",
+        path("corpus"),
+        path("bigru")
+    );
+    std::fs::write(path("bigru.toml"), bigru).unwrap();
+    exporter(&["distill", "--teacher", &path("run/model"), "--arch", "bigru", "--config", &path("bigru.toml")]);
     // 240 sentences of 1–12 words, some longer than anything in training.
     let sentences: String = (0..240)
         .map(|i| (0..1 + i % 12).map(|j| format!("w{}", (i * 7 + j * 3) % 6)).collect::<Vec<_>>().join(" ") + "\n")
         .collect();
     std::fs::write(path("in.en"), sentences).unwrap();
 
-    for model in ["run/model", "student", "trimmed"] {
+    for model in ["run/model", "student", "trimmed", "bigru/model"] {
         let bundle = path(&format!("{}.bundle", model.replace('/', "-")));
         let text = exporter(&["export", "--model", &path(model), "--out", &bundle]);
         assert!(text.contains("encoder.onnx") && text.contains("decoder.onnx"), "{text}");
@@ -43,6 +51,9 @@ fn exported_teacher_and_students_decode_through_onnx_runtime_like_libtorch() {
         let (encoder, decoder) = (number_after(&report, "encoder: max |Δ|"), number_after(&report, "max |Δ log-prob|"));
         assert!(encoder <= 1e-4 && decoder <= 1e-4, "{model}: {report}");
         assert!(report.contains("20 steps") && report.contains("greedy: 240/240 translations identical"), "{report}");
+        let manifest = std::fs::read_to_string(format!("{bundle}/manifest.json")).unwrap();
+        let architecture = if model.starts_with("bigru") { "bigru" } else { "transformer" };
+        assert!(manifest.contains(&format!("\"architecture\": \"{architecture}\"")), "{manifest}");
 
         // Beam search through the shared core: the same file either way.
         for (flag, dir_or_bundle, out) in [("--model", path(model), "torch.fr"), ("--bundle", bundle.clone(), "ort.fr")]
@@ -62,11 +73,13 @@ fn exported_teacher_and_students_decode_through_onnx_runtime_like_libtorch() {
         .args(["-c", "import onnx, sys\nfor f in sys.argv[1:]:\n    onnx.checker.check_model(f, full_check=True)\n    m = onnx.load(f)\n    print(f, m.ir_version, m.opset_import[0].version)"])
         .arg(format!("{bundle}/encoder.onnx"))
         .arg(format!("{bundle}/decoder.onnx"))
+        .arg(path("bigru-model.bundle/encoder.onnx"))
+        .arg(path("bigru-model.bundle/decoder.onnx"))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&check.stdout);
     assert!(check.status.success(), "onnx.checker: {}{stdout}", String::from_utf8_lossy(&check.stderr));
-    assert_eq!(stdout.matches(" 8 17").count(), 2, "{stdout}");
+    assert_eq!(stdout.matches(" 8 17").count(), 4, "{stdout}");
 
     // An existing bundle is only replaced with --force, and then as a whole.
     let error = failure(&["export", "--model", &path("student"), "--out", &bundle]);

@@ -22,7 +22,10 @@ use std::{
 };
 
 use tch::{Device, Kind, Tensor, nn};
-use xlmc_decoding::StepModel;
+use xlmc_decoding::{StepModel, xlm_source_layout};
+
+mod onnx;
+pub use onnx::{DECODER_FILE, ENCODER_FILE, OnnxGraphs};
 
 pub const CONFIG_FILE: &str = "config.json";
 pub const WEIGHTS_FILE: &str = "model.safetensors";
@@ -143,6 +146,13 @@ pub struct State {
     encoded: Tensor,     // [rows, src_len, 2H]
     keys: Tensor,        // encoded · W_aᵀ: [rows, src_len, 2H], computed once per source
     source_mask: Tensor, // [rows, src_len] bool
+}
+
+impl State {
+    /// The encoder's states [rows, src_len, 2H] and the decoder state [rows, 2H].
+    pub fn encoded_and_h(&self) -> (&Tensor, &Tensor) {
+        (&self.encoded, &self.h)
+    }
 }
 
 impl BiGru {
@@ -331,21 +341,10 @@ impl BiGru {
 
     /// XLM's input layout, `</s> w1 … wn </s>` padded, and the lengths.
     pub fn batch(&self, sources: &[Vec<u32>]) -> (Tensor, Tensor) {
-        let longest = sources.iter().map(Vec::len).max().unwrap_or(0) + 2;
-        let (eos, pad) = (self.config.eos_index, self.config.pad_index);
-        let mut data = vec![pad; sources.len() * longest];
-        for (row, source) in sources.iter().enumerate() {
-            let line = &mut data[row * longest..(row + 1) * longest];
-            line[0] = eos;
-            for (slot, &token) in line[1..].iter_mut().zip(source) {
-                *slot = i64::from(token);
-            }
-            line[source.len() + 1] = eos;
-        }
+        let (data, width, lengths) = xlm_source_layout(sources, self.config.eos_index, self.config.pad_index);
         let device = self.enc_embeddings.device();
-        let lengths: Vec<i64> = sources.iter().map(|s| s.len() as i64 + 2).collect();
         (
-            Tensor::from_slice(&data).view([sources.len() as i64, longest as i64]).to(device),
+            Tensor::from_slice(&data).view([sources.len() as i64, width as i64]).to(device),
             Tensor::from_slice(&lengths).to(device),
         )
     }

@@ -17,9 +17,11 @@
 //! assert!(!bytes.is_empty());
 //! ```
 
+mod emit;
 mod graph;
 mod model;
 
+pub use emit::{Emitter, WeightData};
 pub use graph::{Dim, ElemType, GraphBuilder, attr};
 pub use model::{DEFAULT_OPSET, IR_VERSION, Model};
 
@@ -40,6 +42,8 @@ pub enum OnnxError {
     UndefinedOutput(String),
     #[error("initializer `{name}`: shape {dims:?} holds {expected} values but {got} were given")]
     InitializerSize { name: String, dims: Vec<i64>, expected: usize, got: usize },
+    #[error("the model has no weight `{0}`")]
+    MissingWeight(String),
     #[error("writing ONNX model {path}: {source}")]
     Write { path: std::path::PathBuf, source: std::io::Error },
 }

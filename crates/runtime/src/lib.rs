@@ -17,8 +17,13 @@ use std::{
     sync::OnceLock,
 };
 
+mod arrays;
+mod bigru;
+mod model;
 mod transformer;
 
+pub use bigru::{BiGruSpec, OrtBiGru, OrtBiGruState, OrtBiGruTranslator};
+pub use model::OrtModel;
 pub use transformer::{DECODER_FILE, ENCODER_FILE, OrtState, OrtTransformer, OrtTranslator, TransformerSpec};
 
 use ort::{
