@@ -414,9 +414,15 @@ pub struct TranslateArgs {
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Model directory.
+    /// Model directory (decoded with libtorch).
     #[arg(long)]
-    pub model: PathBuf,
+    pub model: Option<PathBuf>,
+    /// Bundle directory (decoded with ONNX Runtime); with --model, both are timed on the same input.
+    #[arg(long)]
+    pub bundle: Option<PathBuf>,
+    /// Intra-op threads of libtorch and ONNX Runtime (default: libtorch's own, ONNX Runtime 1).
+    #[arg(long)]
+    pub threads: Option<usize>,
     /// Source sentences, one per line.
     #[arg(long)]
     pub input: PathBuf,
