@@ -43,7 +43,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         args.beam,
         tch::get_num_threads()
     );
-    println!("{:<12} {:>6} {:>10} {:>9} {:>12} {:>10}", "backend", "batch", "generated", "seconds", "tokens/s", "sent/s");
+    println!(
+        "{:<12} {:>6} {:>10} {:>9} {:>12} {:>10}",
+        "backend", "batch", "generated", "seconds", "tokens/s", "sent/s"
+    );
     let mut backends: Vec<(&str, DecodeChunk)> = Vec::new();
     if let Some((model, _)) = &torch {
         backends.push(("libtorch", Box::new(move |chunk| model.decode(chunk, (0, 1), options))));

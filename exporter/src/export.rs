@@ -13,7 +13,7 @@ use xlmc_runtime::{OrtModel, SessionOptions};
 use xlmc_tokenizer::{BOS_ID, EOS_ID, PAD_ID, Tokenizer, UNK_ID};
 
 use crate::{
-    cli::{ExportArgs, VerifyArgs},
+    cli::{ExportArgs, Precision, VerifyArgs},
     model_dir,
     model_dir::AnyModel,
 };
@@ -21,13 +21,14 @@ use crate::{
 pub fn run(args: &ExportArgs) -> anyhow::Result<String> {
     let (model, tokenizer) = model_dir::load_any(&args.model, Device::Cpu).context("--model")?;
     ensure!(args.force || !args.out.exists(), "--out {} exists; pass --force to replace it", args.out.display());
+    let int8 = args.precision == Precision::Int8;
     let (encoder, decoder, config) = match &model {
         AnyModel::Transformer(m) => {
-            let graphs = m.to_onnx().context("building the ONNX graphs")?;
+            let graphs = m.to_onnx(int8).context("building the ONNX graphs")?;
             (graphs.encoder, graphs.decoder, serde_json::to_value(&m.config)?)
         }
         AnyModel::BiGru(m) => {
-            let graphs = m.to_onnx().context("building the ONNX graphs")?;
+            let graphs = m.to_onnx(int8).context("building the ONNX graphs")?;
             (graphs.encoder, graphs.decoder, serde_json::to_value(&m.config)?)
         }
     };
@@ -53,13 +54,21 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<String> {
             tokenizer_files,
             files: BTreeMap::new(),
             source,
-            export: ExportOptions { precision: "fp32".into(), opset: DEFAULT_OPSET, ir_version: IR_VERSION },
+            export: ExportOptions {
+                precision: args.precision.name().into(),
+                opset: DEFAULT_OPSET,
+                ir_version: IR_VERSION,
+            },
             created_by: format!("xlmc {}", env!("CARGO_PKG_VERSION")),
         })
     })
     .with_context(|| format!("--out {}", args.out.display()))?;
     let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
-    let mut text = format!("bundle → {} (opset {DEFAULT_OPSET}, IR {IR_VERSION}, fp32)\n", args.out.display());
+    let mut text = format!(
+        "bundle → {} (opset {DEFAULT_OPSET}, IR {IR_VERSION}, {})\n",
+        args.out.display(),
+        args.precision.name()
+    );
     for (name, entry) in &manifest.files {
         text += &format!("  {name:<22} {:>8.2} MiB  sha256 {}\n", mib(entry.bytes), &entry.sha256[..16]);
     }

@@ -67,7 +67,21 @@ fn exported_teacher_and_students_decode_through_onnx_runtime_like_libtorch() {
         );
     }
 
-    // onnx's own checker, with shape inference, accepts both graphs.
+    // int8: smaller graphs that still decode every sentence; verify's fp32 tolerance refuses
+    // them, since their numbers really differ.
+    let int8 = path("int8.bundle");
+    exporter(&["export", "--model", &path("run/model"), "--out", &int8, "--precision", "int8"]);
+    let graph_bytes = |bundle: &str| -> u64 {
+        ["encoder.onnx", "decoder.onnx"].iter().map(|f| std::fs::metadata(format!("{bundle}/{f}")).unwrap().len()).sum()
+    };
+    assert!(graph_bytes(&int8) < graph_bytes(&path("run-model.bundle")));
+    assert!(std::fs::read_to_string(format!("{int8}/manifest.json")).unwrap().contains("\"precision\": \"int8\""));
+    let error = failure(&["verify", "--model", &path("run/model"), "--bundle", &int8, "--input", &path("in.en")]);
+    assert!(error.contains("over the tolerance"), "{error}");
+    exporter(&["translate", "--bundle", &int8, "--input", &path("in.en"), "--output", &path("int8.fr")]);
+    assert_eq!(std::fs::read_to_string(path("int8.fr")).unwrap().lines().count(), 240);
+
+    // onnx's own checker, with shape inference, accepts every graph.
     let bundle = path("run-model.bundle");
     let check = oracle_python()
         .args(["-c", "import onnx, sys\nfor f in sys.argv[1:]:\n    onnx.checker.check_model(f, full_check=True)\n    m = onnx.load(f)\n    print(f, m.ir_version, m.opset_import[0].version)"])
@@ -75,11 +89,13 @@ fn exported_teacher_and_students_decode_through_onnx_runtime_like_libtorch() {
         .arg(format!("{bundle}/decoder.onnx"))
         .arg(path("bigru-model.bundle/encoder.onnx"))
         .arg(path("bigru-model.bundle/decoder.onnx"))
+        .arg(format!("{int8}/encoder.onnx"))
+        .arg(format!("{int8}/decoder.onnx"))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&check.stdout);
     assert!(check.status.success(), "onnx.checker: {}{stdout}", String::from_utf8_lossy(&check.stderr));
-    assert_eq!(stdout.matches(" 8 17").count(), 4, "{stdout}");
+    assert_eq!(stdout.matches(" 8 17").count(), 6, "{stdout}");
 
     // An existing bundle is only replaced with --force, and then as a whole.
     let error = failure(&["export", "--model", &path("student"), "--out", &bundle]);

@@ -62,11 +62,15 @@ fn gru_inputs(e: &mut Emitter, prefix: &str, suffixes: &[&str], hidden: usize) -
 }
 
 impl BiGru {
-    pub fn to_onnx(&self) -> Result<OnnxGraphs, OnnxError> {
+    /// The two graphs; `int8` quantizes the linear layers and the output layer (the GRUs stay
+    /// fp32: ONNX has no integer GRU).
+    pub fn to_onnx(&self, int8: bool) -> Result<OnnxGraphs, OnnxError> {
         let lookup = |name: &str| weight_data(self, name);
         let mut encoder = Emitter::new("xlmc_bigru_encoder", &lookup);
+        encoder.quantize = int8;
         self.encoder_graph(&mut encoder)?;
         let mut decoder = Emitter::new("xlmc_bigru_decoder_step", &lookup);
+        decoder.quantize = int8;
         self.decoder_graph(&mut decoder)?;
         Ok(OnnxGraphs { encoder: Model::new(encoder.finish()), decoder: Model::new(decoder.finish()) })
     }
@@ -128,8 +132,7 @@ impl BiGru {
         let mean = e.op("Div", &[&sum, &count])?;
         let bridged = e.linear(&mean, "bridge")?;
         let h = e.op("Tanh", &[&bridged])?;
-        let attention = e.weight_t("decoder.attention.weight")?;
-        let keys = e.op("MatMul", &[&encoded, &attention])?;
+        let keys = e.matmul_weight_t(&encoded, "decoder.attention.weight")?;
 
         let d = Dim::fixed(2 * hidden);
         e.g.output(&encoded, "encoded", ElemType::F32, &[batch.clone(), len.clone(), d.clone()])?;
@@ -175,9 +178,7 @@ impl BiGru {
         let joined = e.g.op("Concat", &[&h_new, &context], vec![attr::int("axis", 1)])?;
         let combined = e.linear(&joined, "decoder.combine")?;
         let combined = e.op("Tanh", &[&combined])?;
-        let table = e.weight("decoder.embeddings.weight")?;
-        let bias = e.weight("decoder.pred_layer.proj.bias")?;
-        let logits = e.g.op("Gemm", &[&combined, &table, &bias], vec![attr::int("transB", 1)])?;
+        let logits = e.tied_output(&combined, "decoder.embeddings.weight", "decoder.pred_layer.proj.bias")?;
         let log_probs = e.g.op("LogSoftmax", &[&logits], vec![attr::int("axis", -1)])?;
         e.g.output(&log_probs, "log_probs", ElemType::F32, &[rows.clone(), Dim::fixed(self.config.n_words)])?;
         e.g.output(&h_new, "h_out", ElemType::F32, &[rows, Dim::fixed(d)])?;

@@ -12,6 +12,8 @@ pub struct Emitter<'w> {
     weights: &'w dyn Fn(&str) -> Option<WeightData>,
     added: std::collections::HashSet<String>,
     constants: usize,
+    /// Weight matrices as int8 with dynamic int8 activations (see [`Emitter::matmul_weight_t`]).
+    pub quantize: bool,
 }
 
 impl std::fmt::Debug for Emitter<'_> {
@@ -22,7 +24,7 @@ impl std::fmt::Debug for Emitter<'_> {
 
 impl<'w> Emitter<'w> {
     pub fn new(name: &str, weights: &'w dyn Fn(&str) -> Option<WeightData>) -> Self {
-        Self { g: GraphBuilder::new(name), weights, added: Default::default(), constants: 0 }
+        Self { g: GraphBuilder::new(name), weights, added: Default::default(), constants: 0, quantize: false }
     }
 
     pub fn finish(self) -> GraphProto {
@@ -89,10 +91,52 @@ impl<'w> Emitter<'w> {
 
     /// `x Wᵀ + b` for the checkpoint's `prefix.weight` `[out, in]` and `prefix.bias`.
     pub fn linear(&mut self, x: &str, prefix: &str) -> Result<String, OnnxError> {
-        let w = self.weight_t(&format!("{prefix}.weight"))?;
+        let y = self.matmul_weight_t(x, &format!("{prefix}.weight"))?;
         let b = self.weight(&format!("{prefix}.bias"))?;
-        let y = self.op("MatMul", &[x, &w])?;
         self.op("Add", &[&y, &b])
+    }
+
+    /// The tied output layer: `x Eᵀ + bias` for embeddings `E` `[vocab, dim]`; `Gemm` with
+    /// `transB` reads the embedding table itself (stored once), int8 keeps a transposed copy.
+    pub fn tied_output(&mut self, x: &str, embeddings: &str, bias: &str) -> Result<String, OnnxError> {
+        let bias = self.weight(bias)?;
+        if self.quantize {
+            let y = self.matmul_weight_t(x, embeddings)?;
+            return self.op("Add", &[&y, &bias]);
+        }
+        let table = self.weight(embeddings)?;
+        self.g.op("Gemm", &[x, &table, &bias], vec![crate::attr::int("transB", 1)])
+    }
+
+    /// `x Wᵀ` for the weight `name` `[out, in]`. With `quantize`, W is stored as int8 with one
+    /// scale per output column (symmetric, max |w| ↦ 127) and `x` is quantized per call
+    /// (`DynamicQuantizeLinear` → `MatMulInteger` → rescale), which ONNX Runtime runs as one
+    /// dynamic int8 MatMul on CPU.
+    pub fn matmul_weight_t(&mut self, x: &str, name: &str) -> Result<String, OnnxError> {
+        if !self.quantize {
+            let w = self.weight_t(name)?;
+            return self.op("MatMul", &[x, &w]);
+        }
+        let (dims, values) = self.data(name)?;
+        let [rows, cols] = dims[..] else { return Err(OnnxError::MissingWeight(format!("{name} (2-D)"))) };
+        let (out, inp) = (rows as usize, cols as usize);
+        let scales: Vec<f32> = (0..out)
+            .map(|o| values[o * inp..(o + 1) * inp].iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-12) / 127.0)
+            .collect();
+        // Transposed to [in, out], as MatMulInteger's B.
+        let quantized: Vec<i8> = (0..inp * out)
+            .map(|i| (values[(i % out) * inp + i / out] / scales[i % out]).round().clamp(-127.0, 127.0) as i8)
+            .collect();
+        let w = self.g.initializer_i8(&format!("{name}_t_int8"), &[inp as i64, out as i64], &quantized)?;
+        let w_scale = self.g.initializer_f32(&format!("{name}_t_scale"), &[out as i64], &scales)?;
+        self.constants += 1;
+        let w_zero = self.g.initializer_i8(&format!("const_i8_{}", self.constants), &[], &[0])?;
+        let (x_q, x_scale, x_zero) = (format!("{name}_xq"), format!("{name}_xscale"), format!("{name}_xzero"));
+        self.g.node("DynamicQuantizeLinear", &[x], &[&x_q, &x_scale, &x_zero], vec![])?;
+        let y = self.op("MatMulInteger", &[&x_q, &w, &x_zero, &w_zero])?;
+        let y = self.g.op("Cast", &[&y], vec![crate::attr::int("to", 1)])?;
+        let scale = self.op("Mul", &[&x_scale, &w_scale])?;
+        self.op("Mul", &[&y, &scale])
     }
 }
 

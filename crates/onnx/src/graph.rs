@@ -99,6 +99,12 @@ impl GraphBuilder {
         self.initializer(name, dims, data.len(), DataType::Int64, raw)
     }
 
+    /// Adds an int8 constant (quantized weights, zero points).
+    pub fn initializer_i8(&mut self, name: &str, dims: &[i64], data: &[i8]) -> Result<String, OnnxError> {
+        let raw = data.iter().map(|&v| v as u8).collect();
+        self.initializer(name, dims, data.len(), DataType::Int8, raw)
+    }
+
     fn initializer(
         &mut self,
         name: &str,

@@ -13,7 +13,9 @@
 //!
 //! Batch, length and step axes are dynamic. Weights are fp32 initializers named after the
 //! checkpoint's tensors (linear weights stored transposed, `…weight_t`); the decoder's output
-//! layer reads the tied embedding through `Gemm` with `transB`, so it is stored once.
+//! layer reads the tied embedding through `Gemm` with `transB`, so it is stored once. With int8,
+//! every weight matrix (and the output layer) is stored as int8 per-column-scaled, and activations
+//! are quantized per call (xlmc-onnx's `Emitter::matmul_weight_t`).
 
 use std::collections::BTreeMap;
 
@@ -35,13 +37,16 @@ pub struct OnnxGraphs {
 }
 
 impl Seq2Seq {
-    /// Builds the encoder and one-step decoder graphs from the current weights.
-    pub fn to_onnx(&self) -> Result<OnnxGraphs, OnnxError> {
+    /// Builds the encoder and one-step decoder graphs from the current weights; `int8` stores
+    /// weight matrices as int8 with dynamically quantized activations (CPU).
+    pub fn to_onnx(&self, int8: bool) -> Result<OnnxGraphs, OnnxError> {
         let weights: BTreeMap<String, Tensor> = self.vs.variables().into_iter().collect();
         let lookup = |name: &str| weight_data(&weights, name);
         let mut encoder = Graph::new("xlmc_encoder", &lookup, &self.config);
+        encoder.e.quantize = int8;
         encoder.encoder()?;
         let mut decoder = Graph::new("xlmc_decoder_step", &lookup, &self.config);
+        decoder.e.quantize = int8;
         decoder.decoder_step()?;
         Ok(OnnxGraphs { encoder: Model::new(encoder.e.finish()), decoder: Model::new(decoder.e.finish()) })
     }
@@ -235,10 +240,7 @@ impl<'w> Graph<'w> {
         }
         let squeeze = self.e.const_i64(&[1], &[1])?;
         let hidden = self.e.op("Squeeze", &[&x, &squeeze])?; // [rows, dim]
-        // The output layer is tied to the embeddings: Gemm reads them transposed.
-        let table = "decoder.embeddings.weight";
-        let bias = self.e.weight("decoder.pred_layer.proj.bias")?;
-        let logits = self.e.g.op("Gemm", &[&hidden, table, &bias], vec![attr::int("transB", 1)])?;
+        let logits = self.e.tied_output(&hidden, "decoder.embeddings.weight", "decoder.pred_layer.proj.bias")?;
         let log_probs = self.e.g.op("LogSoftmax", &[&logits], vec![attr::int("axis", -1)])?;
         self.e.g.output(&log_probs, "log_probs", ElemType::F32, &[rows, Dim::fixed(self.config.n_words)])?;
         Ok(())
