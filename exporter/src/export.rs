@@ -45,22 +45,13 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<String> {
             .filter(|name| !name.ends_with(".onnx"))
             .collect();
         tokenizer_files.sort();
-        Ok(Manifest {
-            format_version: xlmc_bundle::FORMAT_VERSION,
-            architecture: model.architecture().into(),
-            config,
-            languages: tokenizer.languages().to_vec(),
-            special_ids: SpecialIds { bos: BOS_ID, eos: EOS_ID, pad: PAD_ID, unk: UNK_ID },
-            tokenizer_files,
-            files: BTreeMap::new(),
-            source,
-            export: ExportOptions {
-                precision: args.precision.name().into(),
-                opset: DEFAULT_OPSET,
-                ir_version: IR_VERSION,
-            },
-            created_by: format!("xlmc {}", env!("CARGO_PKG_VERSION")),
-        })
+        let mut manifest = Manifest::new(model.architecture(), config, tokenizer.languages().to_vec());
+        manifest.special_ids = SpecialIds { bos: BOS_ID, eos: EOS_ID, pad: PAD_ID, unk: UNK_ID };
+        manifest.tokenizer_files = tokenizer_files;
+        manifest.source = source;
+        manifest.export =
+            ExportOptions { precision: args.precision.name().into(), opset: DEFAULT_OPSET, ir_version: IR_VERSION };
+        Ok(manifest)
     })
     .with_context(|| format!("--out {}", args.out.display()))?;
     let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);

@@ -107,3 +107,48 @@ fn saved_models_load_identically_and_mismatches_are_named() {
     let err = wider.load_weights(dir.path()).unwrap_err().to_string();
     assert!(err.contains("encoder.gru.weight_hh_l0") && err.contains("nothing was loaded"), "{err}");
 }
+
+#[test]
+fn onnx_runtime_decodes_like_libtorch_alone_in_batches_and_with_rows_joining_mid_decode() {
+    use xlmc_decoding::Search;
+    let model = model();
+    let dir = tempfile::tempdir().unwrap();
+    let graphs = model.to_onnx(false).unwrap();
+    let out = dir.path().join("bundle");
+    xlmc_bundle::write(&out, false, |d| {
+        graphs.encoder.write(&d.join(crate::ENCODER_FILE)).unwrap();
+        graphs.decoder.write(&d.join(crate::DECODER_FILE)).unwrap();
+        Ok(xlmc_bundle::Manifest::new(
+            "bigru",
+            serde_json::to_value(&model.config).unwrap(),
+            vec!["en".into(), "fr".into()],
+        ))
+    })
+    .unwrap();
+    let bundle = xlmc_bundle::Bundle::open(&out).unwrap();
+    let mut ort = xlmc_runtime::OrtBiGru::load(&bundle, &xlmc_runtime::SessionOptions::default()).unwrap();
+
+    let sources = sources(40);
+    let options = DecodeOptions { beam_size: 2, ..Default::default() };
+    let expected: Vec<Vec<u32>> =
+        decode(&mut model.translator(0, 1), &sources, options).unwrap().into_iter().map(|h| h.tokens).collect();
+    let alone: Vec<Vec<u32>> = sources
+        .iter()
+        .map(|s| decode(&mut ort.translator(0, 1), std::slice::from_ref(s), options).unwrap()[0].tokens.clone())
+        .collect();
+    assert_eq!(alone, expected, "ORT one by one = libtorch batched");
+    let mut translator = ort.translator(0, 1);
+    let mut search = Search::new(options);
+    let mut joined = vec![Vec::new(); sources.len()];
+    let mut next = 0;
+    while next < sources.len() || !search.is_empty() {
+        let joining: Vec<(u64, Vec<u32>)> =
+            (next..(next + 3).min(sources.len())).map(|i| (i as u64, sources[i].clone())).collect();
+        next += joining.len();
+        search.join(&mut translator, joining).unwrap();
+        for done in search.step(&mut translator).unwrap() {
+            joined[done.id as usize] = done.hypothesis.tokens;
+        }
+    }
+    assert_eq!(joined, expected, "rows joining mid-decode");
+}

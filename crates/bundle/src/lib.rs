@@ -88,6 +88,25 @@ pub struct Manifest {
     pub created_by: String,
 }
 
+impl Manifest {
+    /// A manifest with XLM's special ids, fp32 graphs at opset 17 / IR 8, and no files yet (the
+    /// writer fills `files`; set the other fields as needed).
+    pub fn new(architecture: &str, config: serde_json::Value, languages: Vec<String>) -> Self {
+        Self {
+            format_version: FORMAT_VERSION,
+            architecture: architecture.to_owned(),
+            config,
+            languages,
+            special_ids: SpecialIds { bos: 0, eos: 1, pad: 2, unk: 3 },
+            tokenizer_files: Vec::new(),
+            files: BTreeMap::new(),
+            source: BTreeMap::new(),
+            export: ExportOptions { precision: "fp32".into(), opset: 17, ir_version: 8 },
+            created_by: format!("xlmc {}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+}
+
 /// Writes a bundle to `out`: `fill` writes the files into the staging folder it is given and
 /// returns the manifest with `files` left empty; every file it wrote is then hashed into it.
 pub fn write(
@@ -169,18 +188,7 @@ mod tests {
     use super::*;
 
     fn manifest() -> Manifest {
-        Manifest {
-            format_version: 0,
-            architecture: "transformer".into(),
-            config: serde_json::json!({"n_words": 10}),
-            languages: vec!["en".into(), "fr".into()],
-            special_ids: SpecialIds { bos: 0, eos: 1, pad: 2, unk: 3 },
-            tokenizer_files: vec!["tokenizer.json".into()],
-            files: BTreeMap::new(),
-            source: BTreeMap::new(),
-            export: ExportOptions { precision: "fp32".into(), opset: 17, ir_version: 8 },
-            created_by: "test".into(),
-        }
+        Manifest::new("transformer", serde_json::json!({"n_words": 10}), vec!["en".into(), "fr".into()])
     }
 
     fn written(dir: &Path) -> PathBuf {
