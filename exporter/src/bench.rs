@@ -9,7 +9,11 @@ use anyhow::{Context, ensure};
 use xlmc_decoding::{DecodeOptions, Hypothesis};
 use xlmc_runtime::{OrtModel, SessionOptions};
 
-use crate::{cli::BenchArgs, export::open_bundle, model_dir, torch_device};
+use crate::{
+    cli::{BenchArgs, Device},
+    export::open_bundle,
+    model_dir, torch_device,
+};
 
 type DecodeChunk<'a> = Box<dyn FnMut(&[Vec<u32>]) -> anyhow::Result<Vec<Hypothesis>> + 'a>;
 
@@ -19,14 +23,19 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         tch::set_num_threads(threads as i32);
     }
     let ort_threads = args.threads.unwrap_or(1);
-    let device = torch_device::select(args.device)?;
     let options = DecodeOptions { beam_size: args.beam, ..Default::default() };
-    let torch = args.model.as_ref().map(|dir| model_dir::load_any(dir, device)).transpose()?;
+    let torch = match &args.model {
+        Some(dir) => Some(model_dir::load_any(dir, torch_device::select(args.device)?)?),
+        None => None,
+    };
     let ort = match &args.bundle {
         Some(dir) => {
             let (bundle, tokenizer) = open_bundle(dir)?;
-            let model = OrtModel::load(&bundle, &SessionOptions { intra_threads: ort_threads })
-                .with_context(|| format!("--bundle {}", dir.display()))?;
+            let model = OrtModel::load(
+                &bundle,
+                &SessionOptions { intra_threads: ort_threads, cuda: args.device == Device::Cuda },
+            )
+            .with_context(|| format!("--bundle {}", dir.display()))?;
             Some((model, tokenizer))
         }
         None => None,
@@ -38,9 +47,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let sources = tokenizer.encode_batch(&lines)?;
     let source_tokens: usize = sources.iter().map(Vec::len).sum();
     println!(
-        "decoding {} sentences ({source_tokens} source tokens), beam {}, device {device:?}; threads: libtorch {}, ONNX Runtime {ort_threads}",
+        "decoding {} sentences ({source_tokens} source tokens), beam {}, device {:?}; threads: libtorch {}, ONNX Runtime {ort_threads}",
         sources.len(),
         args.beam,
+        args.device,
         tch::get_num_threads()
     );
     println!(

@@ -6,7 +6,10 @@ use anyhow::Context;
 use xlmc_decoding::{DecodeOptions, Hypothesis};
 use xlmc_tokenizer::Tokenizer;
 
-use crate::{cli::TranslateArgs, model_dir, torch_device};
+use crate::{
+    cli::{Device, TranslateArgs},
+    model_dir, torch_device,
+};
 
 /// Translates `lines` in batches of `batch_size` with `decode_batch` (ids in, hypotheses out):
 /// empty lines stay empty without touching the model; one output line per input line.
@@ -46,7 +49,8 @@ pub fn run(args: &TranslateArgs) -> anyhow::Result<()> {
         }
         (None, Some(dir)) => {
             let (bundle, tokenizer) = crate::export::open_bundle(dir)?;
-            let mut model = xlmc_runtime::OrtModel::load(&bundle, &xlmc_runtime::SessionOptions::default())
+            let session = xlmc_runtime::SessionOptions { cuda: args.device == Device::Cuda, ..Default::default() };
+            let mut model = xlmc_runtime::OrtModel::load(&bundle, &session)
                 .with_context(|| format!("--bundle {}", dir.display()))?;
             let langs = language_ids(&tokenizer, args)?;
             translate_lines(&tokenizer, &lines, args.batch_size, |sources| Ok(model.decode(sources, langs, options)?))?

@@ -66,6 +66,16 @@ fn exported_teacher_and_students_decode_through_onnx_runtime_like_libtorch() {
             std::fs::read_to_string(path("torch.fr")).unwrap()
         );
     }
+    // Asking for CUDA where ONNX Runtime has none: one clear warning, the same translations on the CPU.
+    let cuda = Command::new(binary("exporter"))
+        .env_clear()
+        .args(["translate", "--bundle", &path("bigru-model.bundle"), "--input", &path("in.en"), "--beam", "3"])
+        .args(["--device", "cuda", "--output", &path("cuda.fr")])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&cuda.stderr);
+    assert!(cuda.status.success() && stderr.contains("running on the CPU"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(path("cuda.fr")).unwrap(), std::fs::read_to_string(path("ort.fr")).unwrap());
 
     // int8: smaller graphs that still decode every sentence; verify's fp32 tolerance refuses
     // them, since their numbers really differ.

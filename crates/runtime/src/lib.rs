@@ -110,12 +110,28 @@ pub fn environment() -> Result<&'static Environment, RuntimeError> {
 pub struct SessionOptions {
     /// Threads inside one operator (ORT's intra-op pool); 0 lets ORT choose.
     pub intra_threads: usize,
+    /// Ask for ORT's CUDA execution provider. When the loaded ONNX Runtime has none (the CPU
+    /// wheel) sessions run on the CPU and one warning says so.
+    pub cuda: bool,
 }
 
 impl Default for SessionOptions {
     fn default() -> Self {
-        Self { intra_threads: 1 }
+        Self { intra_threads: 1, cuda: false }
     }
+}
+
+/// Whether CUDA can be asked of ORT: this build has the `cuda` feature and the loaded ONNX
+/// Runtime was built with the CUDA execution provider (the `onnxruntime-gpu` library).
+#[cfg(feature = "cuda")]
+pub fn cuda_available() -> bool {
+    use ort::ep::ExecutionProvider;
+    environment().is_ok() && ort::ep::CUDA::is_available().unwrap_or(false)
+}
+
+#[cfg(not(feature = "cuda"))]
+pub fn cuda_available() -> bool {
+    false
 }
 
 impl SessionOptions {
@@ -131,7 +147,38 @@ impl SessionOptions {
         let builder = Session::builder(env)?
             .with_optimization_level(GraphOptimizationLevel::Level3)
             .map_err(ort::Error::<()>::from)?;
-        builder.with_intra_threads(self.intra_threads).map_err(ort::Error::<()>::from)
+        let builder = builder.with_intra_threads(self.intra_threads).map_err(ort::Error::<()>::from)?;
+        if !self.cuda {
+            return Ok(builder);
+        }
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        if !cuda_available() {
+            WARNED.call_once(|| {
+                tracing::warn!(
+                    library = %locate_library().unwrap_or_default().display(),
+                    built_with_cuda = cfg!(feature = "cuda"),
+                    "the CUDA execution provider was asked for, but this build (feature `cuda`) or this ONNX Runtime \
+                     (onnxruntime-gpu) lacks it; running on the CPU"
+                )
+            });
+            return Ok(builder);
+        }
+        Self::with_cuda(builder)
+    }
+
+    #[cfg(feature = "cuda")]
+    fn with_cuda(
+        builder: ort::session::builder::SessionBuilder,
+    ) -> Result<ort::session::builder::SessionBuilder, ort::Error> {
+        tracing::info!("ONNX Runtime: CUDA execution provider");
+        builder.with_execution_providers([ort::ep::CUDA::default().build()]).map_err(ort::Error::<()>::from)
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    fn with_cuda(
+        builder: ort::session::builder::SessionBuilder,
+    ) -> Result<ort::session::builder::SessionBuilder, ort::Error> {
+        Ok(builder)
     }
 }
 
