@@ -441,3 +441,61 @@ fn a_killed_seqkd_run_resumes_to_the_corpus_an_uninterrupted_run_writes() {
     }
     assert!(!dir.path().join("killed/.seqkd").exists(), "the work folder is removed when done");
 }
+
+#[test]
+fn a_killed_distillation_resumes_exactly_where_an_uninterrupted_one_would_be() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    corpus_tokenizer_and_teacher_config(dir.path());
+    exporter(&["train", "--config", &path("teacher.toml")]);
+    exporter(&["prune", "--teacher", &path("run/model"), "--keep", "1-1", "--out", &path("student")]);
+    for out in ["clean", "killed"] {
+        let config = format!(
+            "corpus = {:?}\nout = {:?}\ndev_sentences = 10\n[kd]\ntemperature = 2.0\nalpha = 0.5\n[train]\nmax_tokens = 200\nlr = 0.002\nwarmup_updates = 5\nmax_updates = 100000\neval_every = 1000\ncheckpoint_every = 4\n",
+            path("corpus"),
+            path(out)
+        );
+        std::fs::write(path(&format!("{out}.toml")), config).unwrap();
+    }
+    let distill = |out: &str| {
+        [
+            "distill",
+            "--teacher",
+            &path("run/model"),
+            "--student",
+            &path("student"),
+            "--config",
+            &path(&format!("{out}.toml")),
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    let with_limit = |out: &str| [distill(out), vec!["--max-updates".into(), "40".into()]].concat();
+    exporter(&with_limit("clean").iter().map(String::as_str).collect::<Vec<_>>());
+
+    // SIGKILL once a few checkpoints are written (no update cap: it cannot finish first).
+    let mut child = Command::new(binary("exporter")).env_clear().args(distill("killed")).spawn().unwrap();
+    let log = dir.path().join("killed/train_log.jsonl");
+    let started = std::time::Instant::now();
+    while std::fs::read_to_string(&log).map_or(0, |t| t.lines().count()) < 10 && started.elapsed().as_secs() < 120 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!dir.path().join("killed/model").exists(), "killed before it finished");
+    exporter(&with_limit("killed").iter().map(String::as_str).collect::<Vec<_>>());
+
+    let read = |out: &str| -> Vec<(i64, f64)> {
+        std::fs::read_to_string(dir.path().join(out).join("train_log.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .map(|v| (v["update"].as_i64().unwrap(), v["loss"].as_f64().unwrap()))
+            .collect()
+    };
+    let (clean, killed) = (read("clean"), read("killed"));
+    assert_eq!(killed.iter().map(|l| l.0).collect::<Vec<_>>(), (1..=40).collect::<Vec<_>>(), "nothing repeated");
+    for ((update, a), (_, b)) in clean.iter().zip(&killed) {
+        assert!((a - b).abs() <= 1e-6 * a.abs().max(1.0), "update {update}: loss {a} uninterrupted vs {b} resumed");
+    }
+}
