@@ -313,7 +313,7 @@ fn a_pruned_student_with_a_trimmed_vocabulary_translates_alike_and_distills() {
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
     corpus_tokenizer_and_teacher_config(dir.path());
-    exporter(&["train", "--config", &path("teacher.toml"), "--max-updates", "40"]);
+    exporter(&["train", "--config", &path("teacher.toml"), "--max-updates", "60"]);
 
     exporter(&["prune", "--teacher", &path("run/model"), "--keep", "2-1", "--out", &path("full")]);
     let text = exporter(&[
@@ -338,12 +338,14 @@ fn a_pruned_student_with_a_trimmed_vocabulary_translates_alike_and_distills() {
     let bytes = |dir: &str| std::fs::metadata(dir.to_owned() + "/model.safetensors").unwrap().len();
     assert!(bytes(&path("trimmed")) < bytes(&path("full")));
 
-    // Same translations: the trimmed model's logits are the full model's on the kept tokens.
+    // Same greedy translations: the trimmed model's logits are the full model's on the kept
+    // tokens, and training pushed the unseen ones down. (Beam scores may differ: log-softmax
+    // normalises over fewer tokens, which changes how finished and open hypotheses compare.)
     let sentences: String = (0..40).map(|i| format!("w{} w{} w{}\n", i % 6, (i * 5) % 6, (i / 3) % 6)).collect();
     std::fs::write(path("in.en"), sentences).unwrap();
     for model in ["full", "trimmed"] {
         let out = path(&format!("{model}.fr"));
-        exporter(&["translate", "--model", &path(model), "--input", &path("in.en"), "--output", &out, "--beam", "2"]);
+        exporter(&["translate", "--model", &path(model), "--input", &path("in.en"), "--output", &out, "--beam", "1"]);
     }
     assert_eq!(std::fs::read_to_string(path("trimmed.fr")).unwrap(), std::fs::read_to_string(path("full.fr")).unwrap());
 
@@ -399,7 +401,7 @@ fn a_killed_seqkd_run_resumes_to_the_corpus_an_uninterrupted_run_writes() {
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
     corpus_tokenizer_and_teacher_config(dir.path());
-    exporter(&["train", "--config", &path("teacher.toml")]);
+    exporter(&["train", "--config", &path("teacher.toml"), "--max-updates", "60"]);
     let seqkd = |out: &str| -> Vec<String> {
         [
             "distill",
