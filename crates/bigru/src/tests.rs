@@ -110,7 +110,7 @@ fn saved_models_load_identically_and_mismatches_are_named() {
 
 #[test]
 fn onnx_runtime_decodes_like_libtorch_alone_in_batches_and_with_rows_joining_mid_decode() {
-    use xlmc_decoding::Search;
+    use xlmc_decoding::decode_joining;
     let model = model();
     let dir = tempfile::tempdir().unwrap();
     let graphs = model.to_onnx(false).unwrap();
@@ -137,18 +137,10 @@ fn onnx_runtime_decodes_like_libtorch_alone_in_batches_and_with_rows_joining_mid
         .map(|s| decode(&mut ort.translator(0, 1), std::slice::from_ref(s), options).unwrap()[0].tokens.clone())
         .collect();
     assert_eq!(alone, expected, "ORT one by one = libtorch batched");
-    let mut translator = ort.translator(0, 1);
-    let mut search = Search::new(options);
-    let mut joined = vec![Vec::new(); sources.len()];
-    let mut next = 0;
-    while next < sources.len() || !search.is_empty() {
-        let joining: Vec<(u64, Vec<u32>)> =
-            (next..(next + 3).min(sources.len())).map(|i| (i as u64, sources[i].clone())).collect();
-        next += joining.len();
-        search.join(&mut translator, joining).unwrap();
-        for done in search.step(&mut translator).unwrap() {
-            joined[done.id as usize] = done.hypothesis.tokens;
-        }
-    }
+    let joined: Vec<Vec<u32>> = decode_joining(&mut ort.translator(0, 1), &sources, options, 3)
+        .unwrap()
+        .into_iter()
+        .map(|h| h.tokens)
+        .collect();
     assert_eq!(joined, expected, "rows joining mid-decode");
 }

@@ -20,7 +20,7 @@ mod search;
 
 pub use model::{StepModel, xlm_source_layout};
 pub use options::{DecodeOptions, MaxLength};
-pub use search::{Finish, Finished, Hypothesis, Search, decode};
+pub use search::{Finish, Finished, Hypothesis, Search, decode, decode_joining};
 
 /// XLM's end-of-sentence id, which also starts decoding.
 pub const EOS_ID: u32 = 1;

@@ -334,6 +334,29 @@ pub fn decode<M: StepModel>(
     Ok(out.into_iter().map(|h| h.expect("every sentence finishes within its maximum length")).collect())
 }
 
+/// Decodes `sources` the way a continuous-batching server sees them: before every step the next
+/// `joins_per_step` sentences join the running search (at least one). A backend whose `append`
+/// keeps each row's own position gives exactly what [`decode`] gives.
+pub fn decode_joining<M: StepModel>(
+    model: &mut M,
+    sources: &[Vec<u32>],
+    options: DecodeOptions,
+    joins_per_step: usize,
+) -> StepResult<Vec<Hypothesis>, M> {
+    let mut search = Search::new(options);
+    let mut out: Vec<Option<Hypothesis>> = vec![None; sources.len()];
+    let mut next = 0;
+    while next < sources.len() || !search.is_empty() {
+        let end = (next + joins_per_step.max(1)).min(sources.len());
+        search.join(model, (next..end).map(|i| (i as u64, sources[i].clone())).collect())?;
+        next = end;
+        for done in search.step(model)? {
+            out[done.id as usize] = Some(done.hypothesis);
+        }
+    }
+    Ok(out.into_iter().map(|h| h.expect("every sentence finishes within its maximum length")).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -162,16 +162,17 @@ impl Tokenizer {
         Ok(batch)
     }
 
+    /// `ids` in the BPE's own ids (a trimmed tokenizer's compact ids mapped back).
+    fn full_ids<'a>(&self, ids: &'a [u32]) -> std::borrow::Cow<'a, [u32]> {
+        match &self.trim {
+            Some(trim) => std::borrow::Cow::Owned(trim.to_full_ids(ids)),
+            None => std::borrow::Cow::Borrowed(ids),
+        }
+    }
+
     /// Text of `ids`; special tokens are skipped.
     pub fn decode(&self, ids: &[u32]) -> Result<String, TokenizerError> {
-        let full;
-        let ids = match &self.trim {
-            Some(trim) => {
-                full = trim.to_full_ids(ids);
-                &full
-            }
-            None => ids,
-        };
+        let ids = &*self.full_ids(ids);
         match &self.backend {
             Backend::Hf(hf) => hf.decode(ids, true).map_err(hf_error),
             Backend::FastBpe(bpe) => Ok(bpe.decode(ids)),
@@ -201,14 +202,7 @@ impl Tokenizer {
     /// The tokens of `ids` as the vocabulary spells them (fastBPE: `lo@@`, `w`).
     pub fn tokens(&self, ids: &[u32]) -> Vec<String> {
         let unk = || SPECIAL_TOKENS[UNK_ID as usize].to_owned();
-        let full;
-        let ids = match &self.trim {
-            Some(trim) => {
-                full = trim.to_full_ids(ids);
-                &full
-            }
-            None => ids,
-        };
+        let ids = &*self.full_ids(ids);
         match &self.backend {
             Backend::Hf(hf) => ids.iter().map(|&id| hf.id_to_token(id).unwrap_or_else(unk)).collect(),
             Backend::FastBpe(bpe) => {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use tch::{Device, Kind, Tensor};
-use xlmc_decoding::{DecodeOptions, Search, StepModel, decode};
+use xlmc_decoding::{DecodeOptions, StepModel, decode, decode_joining};
 
 use crate::{CheckpointError, Config, INDEX_FILE, SaveOptions, Seq2Seq, WEIGHTS_FILE};
 
@@ -125,18 +125,11 @@ fn continuous_joins_give_the_same_translations() {
         .iter()
         .map(|s| decode(&mut translator, std::slice::from_ref(s), DecodeOptions::default()).unwrap()[0].tokens.clone())
         .collect();
-    let mut search = Search::new(DecodeOptions::default());
-    let mut out = vec![Vec::new(); sources.len()];
-    let mut next = 0;
-    while next < sources.len() || !search.is_empty() {
-        let joining: Vec<(u64, Vec<u32>)> =
-            (next..(next + 3).min(sources.len())).map(|i| (i as u64, sources[i].clone())).collect();
-        next += joining.len();
-        search.join(&mut translator, joining).unwrap();
-        for done in search.step(&mut translator).unwrap() {
-            out[done.id as usize] = done.hypothesis.tokens;
-        }
-    }
+    let out: Vec<Vec<u32>> = decode_joining(&mut translator, &sources, DecodeOptions::default(), 3)
+        .unwrap()
+        .into_iter()
+        .map(|h| h.tokens)
+        .collect();
     assert_eq!(out, alone);
 }
 
@@ -348,18 +341,10 @@ fn onnx_runtime_decodes_like_libtorch_alone_in_batches_and_with_rows_joining_mid
     assert_eq!(batched, expected, "ORT batch of 40 = libtorch");
 
     // Rows joining a running search (continuous batching) keep their own positions and caches.
-    let mut translator = ort.translator(0, 1);
-    let mut search = Search::new(options);
-    let mut out = vec![Vec::new(); sources.len()];
-    let mut next = 0;
-    while next < sources.len() || !search.is_empty() {
-        let joining: Vec<(u64, Vec<u32>)> =
-            (next..(next + 3).min(sources.len())).map(|i| (i as u64, sources[i].clone())).collect();
-        next += joining.len();
-        search.join(&mut translator, joining).unwrap();
-        for done in search.step(&mut translator).unwrap() {
-            out[done.id as usize] = done.hypothesis.tokens;
-        }
-    }
+    let out: Vec<Vec<u32>> = decode_joining(&mut ort.translator(0, 1), &sources, options, 3)
+        .unwrap()
+        .into_iter()
+        .map(|h| h.tokens)
+        .collect();
     assert_eq!(out, expected);
 }
