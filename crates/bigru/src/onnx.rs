@@ -11,6 +11,8 @@
 //! PyTorch stacks GRU gates r, z, n; ONNX wants z, r, h, with `linear_before_reset = 1` for
 //! PyTorch's `n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))`.
 
+use std::collections::HashMap;
+
 use tch::Tensor;
 use xlmc_onnx::{Dim, ElemType, Emitter, Model, OnnxError, WeightData, attr};
 
@@ -26,9 +28,8 @@ pub struct OnnxGraphs {
     pub decoder: Model,
 }
 
-fn weight_data(model: &BiGru, name: &str) -> Option<WeightData> {
-    let variables = model.vs.variables();
-    let tensor: &Tensor = variables.get(name)?;
+fn weight_data(variables: &HashMap<String, Tensor>, name: &str) -> Option<WeightData> {
+    let tensor = variables.get(name)?;
     let flat = tensor.to_kind(tch::Kind::Float).to(tch::Device::Cpu).contiguous().flatten(0, -1);
     Some((tensor.size(), Vec::<f32>::try_from(flat).ok()?))
 }
@@ -65,7 +66,9 @@ impl BiGru {
     /// The two graphs; `int8` quantizes the linear layers and the output layer (the GRUs stay
     /// fp32: ONNX has no integer GRU).
     pub fn to_onnx(&self, int8: bool) -> Result<OnnxGraphs, OnnxError> {
-        let lookup = |name: &str| weight_data(self, name);
+        // The variable map once, not once per weight read.
+        let variables = self.vs.variables();
+        let lookup = |name: &str| weight_data(&variables, name);
         let mut encoder = Emitter::new("xlmc_bigru_encoder", &lookup);
         encoder.quantize = int8;
         self.encoder_graph(&mut encoder)?;
