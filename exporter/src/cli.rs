@@ -417,9 +417,14 @@ pub struct BenchArgs {
     /// Model directory (decoded with libtorch).
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// Bundle directory (decoded with ONNX Runtime); with --model, both are timed on the same input.
+    /// Bundle directory (decoded with ONNX Runtime); repeat it to compare bundles (fp32, fp16,
+    /// int8 exports of one model). All backends are timed on the same input.
     #[arg(long)]
-    pub bundle: Option<PathBuf>,
+    pub bundle: Vec<PathBuf>,
+    /// Reference translations of --input, line by line: adds BLEU and chrF (sacreBLEU's
+    /// defaults) of each backend's output, and how many outputs equal the first backend's.
+    #[arg(long)]
+    pub reference: Option<PathBuf>,
     /// Intra-op threads of libtorch and ONNX Runtime (default: libtorch's own, ONNX Runtime 1).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -445,8 +450,9 @@ pub struct ExportArgs {
     /// Bundle directory to create.
     #[arg(long)]
     pub out: PathBuf,
-    /// Weights of the graphs: fp32, or int8 matrices with dynamically quantized activations
-    /// (smaller, faster on CPU; check it with `exporter verify --tolerance` and a BLEU score).
+    /// Weights and arithmetic of the graphs: fp32; fp16 (half the size, for GPUs; fp32 at the
+    /// graph's inputs and outputs); or int8 matrices with dynamically quantized activations
+    /// (smaller, faster on CPU). Check fp16/int8 with `exporter verify --tolerance` and a BLEU score.
     #[arg(long, value_enum, default_value = "fp32")]
     pub precision: Precision,
     /// Replace --out when it exists (as a whole: never a mix of old and new files).
@@ -457,14 +463,16 @@ pub struct ExportArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Precision {
     Fp32,
+    Fp16,
     Int8,
 }
 
-impl Precision {
-    pub fn name(self) -> &'static str {
-        match self {
-            Precision::Fp32 => "fp32",
-            Precision::Int8 => "int8",
+impl From<Precision> for xlmc_onnx::Precision {
+    fn from(precision: Precision) -> Self {
+        match precision {
+            Precision::Fp32 => xlmc_onnx::Precision::Fp32,
+            Precision::Fp16 => xlmc_onnx::Precision::Fp16,
+            Precision::Int8 => xlmc_onnx::Precision::Int8,
         }
     }
 }

@@ -13,7 +13,7 @@ use xlmc_runtime::{OrtModel, SessionOptions};
 use xlmc_tokenizer::{BOS_ID, EOS_ID, PAD_ID, Tokenizer, UNK_ID};
 
 use crate::{
-    cli::{ExportArgs, Precision, VerifyArgs},
+    cli::{ExportArgs, VerifyArgs},
     model_dir,
     model_dir::AnyModel,
 };
@@ -21,14 +21,14 @@ use crate::{
 pub fn run(args: &ExportArgs) -> anyhow::Result<String> {
     let (model, tokenizer) = model_dir::load_any(&args.model, Device::Cpu).context("--model")?;
     ensure!(args.force || !args.out.exists(), "--out {} exists; pass --force to replace it", args.out.display());
-    let int8 = args.precision == Precision::Int8;
+    let precision = xlmc_onnx::Precision::from(args.precision);
     let (encoder, decoder, config) = match &model {
         AnyModel::Transformer(m) => {
-            let graphs = m.to_onnx(int8).context("building the ONNX graphs")?;
+            let graphs = m.to_onnx(precision).context("building the ONNX graphs")?;
             (graphs.encoder, graphs.decoder, serde_json::to_value(&m.config)?)
         }
         AnyModel::BiGru(m) => {
-            let graphs = m.to_onnx(int8).context("building the ONNX graphs")?;
+            let graphs = m.to_onnx(precision).context("building the ONNX graphs")?;
             (graphs.encoder, graphs.decoder, serde_json::to_value(&m.config)?)
         }
     };
@@ -50,16 +50,13 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<String> {
         manifest.tokenizer_files = tokenizer_files;
         manifest.source = source;
         manifest.export =
-            ExportOptions { precision: args.precision.name().into(), opset: DEFAULT_OPSET, ir_version: IR_VERSION };
+            ExportOptions { precision: precision.name().into(), opset: DEFAULT_OPSET, ir_version: IR_VERSION };
         Ok(manifest)
     })
     .with_context(|| format!("--out {}", args.out.display()))?;
     let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
-    let mut text = format!(
-        "bundle → {} (opset {DEFAULT_OPSET}, IR {IR_VERSION}, {})\n",
-        args.out.display(),
-        args.precision.name()
-    );
+    let mut text =
+        format!("bundle → {} (opset {DEFAULT_OPSET}, IR {IR_VERSION}, {})\n", args.out.display(), precision.name());
     for (name, entry) in &manifest.files {
         text += &format!("  {name:<22} {:>8.2} MiB  sha256 {}\n", mib(entry.bytes), &entry.sha256[..16]);
     }

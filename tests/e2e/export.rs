@@ -91,6 +91,52 @@ fn exported_teacher_and_students_decode_through_onnx_runtime_like_libtorch() {
     exporter(&["translate", "--bundle", &int8, "--input", &path("in.en"), "--output", &path("int8.fr")]);
     assert_eq!(std::fs::read_to_string(path("int8.fr")).unwrap().lines().count(), 240);
 
+    // fp16: half the graph bytes, fp16 arithmetic inside, fp32 at the edges; within a loose
+    // tolerance of libtorch's fp32 (the BiGRU's ONNX GRU in fp16 too).
+    for model in ["run/model", "bigru/model"] {
+        let fp32 = path(&format!("{}.bundle", model.replace('/', "-")));
+        let fp16 = path(&format!("{}-fp16.bundle", model.replace('/', "-")));
+        exporter(&["export", "--model", &path(model), "--out", &fp16, "--precision", "fp16"]);
+        assert!(graph_bytes(&fp16) * 100 < graph_bytes(&fp32) * 55, "{model}: fp16 graphs about half the size");
+        let verify = ["verify", "--model", &path(model), "--bundle", &fp16, "--input", &path("in.en")];
+        let report = exporter(&[&verify[..], &["--tolerance", "0.05"]].concat());
+        let (encoder, decoder) = (number_after(&report, "encoder: max |Δ|"), number_after(&report, "max |Δ log-prob|"));
+        assert!(encoder > 1e-6 && decoder > 1e-6, "{model}: fp16 really rounds: {report}");
+    }
+
+    // The benchmark times every backend on the same sentences; with a reference it scores them,
+    // and ONNX Runtime fp32 translates exactly as libtorch does.
+    let bench = exporter(&[
+        "bench",
+        "--model",
+        &path("run/model"),
+        "--bundle",
+        &path("run-model.bundle"),
+        "--bundle",
+        &path("run-model-fp16.bundle"),
+        "--bundle",
+        &int8,
+        "--input",
+        &path("in.en"),
+        "--reference",
+        &path("in.en"),
+        "--sentences",
+        "24",
+        "--batch-sizes",
+        "1,8",
+    ]);
+    let rows = |label: &str| -> Vec<String> {
+        bench.lines().filter(|l| l.starts_with(&format!("| {label} |"))).map(str::to_owned).collect()
+    };
+    for label in ["libtorch", "onnxruntime fp32", "onnxruntime fp16", "onnxruntime int8"] {
+        assert_eq!(rows(label).len(), 3, "two speed rows and one quality row for {label}: {bench}");
+    }
+    let quality = |label: &str| {
+        rows(label)[2].split('|').map(str::trim).filter(|c| !c.is_empty()).skip(1).collect::<Vec<_>>().join(" ")
+    };
+    assert_eq!(quality("onnxruntime fp32"), quality("libtorch"), "{bench}");
+    assert!(quality("libtorch").ends_with("24/24"), "{bench}");
+
     // onnx's own checker, with shape inference, accepts every graph.
     let bundle = path("run-model.bundle");
     let check = oracle_python()
@@ -101,11 +147,15 @@ fn exported_teacher_and_students_decode_through_onnx_runtime_like_libtorch() {
         .arg(path("bigru-model.bundle/decoder.onnx"))
         .arg(format!("{int8}/encoder.onnx"))
         .arg(format!("{int8}/decoder.onnx"))
+        .arg(path("run-model-fp16.bundle/encoder.onnx"))
+        .arg(path("run-model-fp16.bundle/decoder.onnx"))
+        .arg(path("bigru-model-fp16.bundle/encoder.onnx"))
+        .arg(path("bigru-model-fp16.bundle/decoder.onnx"))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&check.stdout);
     assert!(check.status.success(), "onnx.checker: {}{stdout}", String::from_utf8_lossy(&check.stderr));
-    assert_eq!(stdout.matches(" 8 17").count(), 6, "{stdout}");
+    assert_eq!(stdout.matches(" 8 17").count(), 10, "{stdout}");
 
     // An existing bundle is only replaced with --force, and then as a whole.
     let error = failure(&["export", "--model", &path("student"), "--out", &bundle]);

@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 
 use tch::Tensor;
-use xlmc_onnx::{Dim, ElemType, Emitter, Model, OnnxError, WeightData, attr};
+use xlmc_onnx::{Dim, ElemType, Emitter, Model, OnnxError, Precision, WeightData, attr};
 
 use crate::BiGru;
 
@@ -63,17 +63,15 @@ fn gru_inputs(e: &mut Emitter, prefix: &str, suffixes: &[&str], hidden: usize) -
 }
 
 impl BiGru {
-    /// The two graphs; `int8` quantizes the linear layers and the output layer (the GRUs stay
-    /// fp32: ONNX has no integer GRU).
-    pub fn to_onnx(&self, int8: bool) -> Result<OnnxGraphs, OnnxError> {
+    /// The two graphs in `precision`; int8 quantizes the linear layers and the output layer (the
+    /// GRUs stay fp32: ONNX has no integer GRU).
+    pub fn to_onnx(&self, precision: Precision) -> Result<OnnxGraphs, OnnxError> {
         // The variable map once, not once per weight read.
         let variables = self.vs.variables();
         let lookup = |name: &str| weight_data(&variables, name);
-        let mut encoder = Emitter::new("xlmc_bigru_encoder", &lookup);
-        encoder.quantize = int8;
+        let mut encoder = Emitter::new("xlmc_bigru_encoder", &lookup, precision);
         self.encoder_graph(&mut encoder)?;
-        let mut decoder = Emitter::new("xlmc_bigru_decoder_step", &lookup);
-        decoder.quantize = int8;
+        let mut decoder = Emitter::new("xlmc_bigru_decoder_step", &lookup, precision);
         self.decoder_graph(&mut decoder)?;
         Ok(OnnxGraphs { encoder: Model::new(encoder.finish()), decoder: Model::new(decoder.finish()) })
     }
@@ -124,13 +122,13 @@ impl BiGru {
         let encoded = e.op("Reshape", &[&y, &shape])?;
 
         // The decoder's first state: tanh(bridge(mean of the valid states)).
-        let valid = e.g.op("Cast", &[&mask], vec![attr::int("to", 1)])?;
+        let valid = e.cast_to_compute(&mask)?;
         let valid = e.unsqueeze(&valid, &[2])?;
         let masked = e.op("Mul", &[&encoded, &valid])?;
         let axis = e.const_i64(&[1], &[1])?;
         let sum = e.g.op("ReduceSum", &[&masked, &axis], vec![attr::int("keepdims", 0)])?;
         let count = e.g.op("ReduceSum", &[&valid, &axis], vec![attr::int("keepdims", 0)])?;
-        let at_least_one = e.const_f32(1.0)?;
+        let at_least_one = e.const_float(1.0)?;
         let count = e.op("Max", &[&count, &at_least_one])?;
         let mean = e.op("Div", &[&sum, &count])?;
         let bridged = e.linear(&mean, "bridge")?;
@@ -138,10 +136,10 @@ impl BiGru {
         let keys = e.matmul_weight_t(&encoded, "decoder.attention.weight")?;
 
         let d = Dim::fixed(2 * hidden);
-        e.g.output(&encoded, "encoded", ElemType::F32, &[batch.clone(), len.clone(), d.clone()])?;
-        e.g.output(&keys, "keys", ElemType::F32, &[batch.clone(), len.clone(), d.clone()])?;
+        e.float_output(&encoded, "encoded", &[batch.clone(), len.clone(), d.clone()])?;
+        e.float_output(&keys, "keys", &[batch.clone(), len.clone(), d.clone()])?;
         e.g.output(&mask, "source_mask", ElemType::Bool, &[batch.clone(), len])?;
-        e.g.output(&h, "h", ElemType::F32, &[batch, d])?;
+        e.float_output(&h, "h", &[batch, d])?;
         Ok(())
     }
 
@@ -150,9 +148,9 @@ impl BiGru {
         let d = 2 * self.config.hidden;
         let tokens = e.g.input("tokens", ElemType::I64, std::slice::from_ref(&rows))?;
         let lang = e.g.input("lang", ElemType::I64, &[Dim::fixed(1)])?;
-        let h = e.g.input("h", ElemType::F32, &[rows.clone(), Dim::fixed(d)])?;
-        let encoded = e.g.input("encoded", ElemType::F32, &[rows.clone(), len.clone(), Dim::fixed(d)])?;
-        let keys = e.g.input("keys", ElemType::F32, &[rows.clone(), len.clone(), Dim::fixed(d)])?;
+        let h = e.float_input("h", &[rows.clone(), Dim::fixed(d)])?;
+        let encoded = e.float_input("encoded", &[rows.clone(), len.clone(), Dim::fixed(d)])?;
+        let keys = e.float_input("keys", &[rows.clone(), len.clone(), Dim::fixed(d)])?;
         let mask = e.g.input("source_mask", ElemType::Bool, &[rows.clone(), len])?;
 
         let x = Self::embed_graph(e, "decoder", &tokens, &lang)?; // [rows, emb]
@@ -172,7 +170,7 @@ impl BiGru {
         let column = e.unsqueeze(&h_new, &[2])?;
         let scores = e.op("MatMul", &[&keys, &column])?;
         let scores = e.squeeze(&scores, &[2])?; // [rows, len]
-        let minus_inf = e.const_f32(f32::NEG_INFINITY)?;
+        let minus_inf = e.const_float(f32::NEG_INFINITY)?;
         let scores = e.op("Where", &[&mask, &scores, &minus_inf])?;
         let weights = e.g.op("Softmax", &[&scores], vec![attr::int("axis", -1)])?;
         let weights = e.unsqueeze(&weights, &[1])?;
@@ -183,8 +181,8 @@ impl BiGru {
         let combined = e.op("Tanh", &[&combined])?;
         let logits = e.tied_output(&combined, "decoder.embeddings.weight", "decoder.pred_layer.proj.bias")?;
         let log_probs = e.g.op("LogSoftmax", &[&logits], vec![attr::int("axis", -1)])?;
-        e.g.output(&log_probs, "log_probs", ElemType::F32, &[rows.clone(), Dim::fixed(self.config.n_words)])?;
-        e.g.output(&h_new, "h_out", ElemType::F32, &[rows, Dim::fixed(d)])?;
+        e.float_output(&log_probs, "log_probs", &[rows.clone(), Dim::fixed(self.config.n_words)])?;
+        e.float_output(&h_new, "h_out", &[rows, Dim::fixed(d)])?;
         Ok(())
     }
 }

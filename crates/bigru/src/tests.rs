@@ -118,7 +118,7 @@ fn onnx_runtime_decodes_like_libtorch_alone_in_batches_and_with_rows_joining_mid
     use xlmc_decoding::decode_joining;
     let model = sharpened_model();
     let dir = tempfile::tempdir().unwrap();
-    let graphs = model.to_onnx(false).unwrap();
+    let graphs = model.to_onnx(xlmc_onnx::Precision::Fp32).unwrap();
     let out = dir.path().join("bundle");
     xlmc_bundle::write(&out, false, |d| {
         graphs.encoder.write(&d.join(crate::ENCODER_FILE)).unwrap();

@@ -24,6 +24,11 @@ pub enum ElemType {
 }
 
 impl ElemType {
+    /// The `TensorProto.DataType` number, as `Cast`'s `to` attribute wants it.
+    pub fn onnx_code(self) -> i64 {
+        self.data_type() as i64
+    }
+
     fn data_type(self) -> DataType {
         match self {
             ElemType::F32 => DataType::Float,
@@ -83,6 +88,14 @@ impl GraphBuilder {
         if value != name {
             self.node("Identity", &[value], &[name], vec![])?;
         }
+        self.declare_output(name, elem, dims)
+    }
+
+    /// Declares the already defined `name` as a graph output.
+    pub fn declare_output(&mut self, name: &str, elem: ElemType, dims: &[Dim]) -> Result<(), OnnxError> {
+        if !self.defined.contains(name) {
+            return Err(OnnxError::UndefinedOutput(name.to_owned()));
+        }
         self.graph.output.push(value_info(name, elem, dims));
         Ok(())
     }
@@ -91,6 +104,12 @@ impl GraphBuilder {
     pub fn initializer_f32(&mut self, name: &str, dims: &[i64], data: &[f32]) -> Result<String, OnnxError> {
         let raw = data.iter().flat_map(|v| v.to_le_bytes()).collect();
         self.initializer(name, dims, data.len(), DataType::Float, raw)
+    }
+
+    /// Adds a float16 constant (fp16 graphs), rounded to nearest even.
+    pub fn initializer_f16(&mut self, name: &str, dims: &[i64], data: &[f32]) -> Result<String, OnnxError> {
+        let raw = data.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect();
+        self.initializer(name, dims, data.len(), DataType::Float16, raw)
     }
 
     /// Adds an int64 constant (shapes, axes, indices).

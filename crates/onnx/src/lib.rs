@@ -21,7 +21,7 @@ mod emit;
 mod graph;
 mod model;
 
-pub use emit::{Emitter, WeightData};
+pub use emit::{Emitter, Precision, WeightData};
 pub use graph::{Dim, ElemType, GraphBuilder, attr};
 pub use model::{DEFAULT_OPSET, IR_VERSION, Model};
 

@@ -11,16 +11,17 @@
 //!   self-attention cache `past_k.i`/`past_v.i` [rows, heads, steps − 1, head_dim] →
 //!   `log_probs` [rows, vocab] and `present_k.i`/`present_v.i` (the cache with this step).
 //!
-//! Batch, length and step axes are dynamic. Weights are fp32 initializers named after the
+//! Batch, length and step axes are dynamic. Weights are initializers named after the
 //! checkpoint's tensors (linear weights stored transposed, `…weight_t`); the decoder's output
 //! layer reads the tied embedding through `Gemm` with `transB`, so it is stored once. With int8,
 //! every weight matrix (and the output layer) is stored as int8 per-column-scaled, and activations
-//! are quantized per call (xlmc-onnx's `Emitter::matmul_weight_t`).
+//! are quantized per call (xlmc-onnx's `Emitter::matmul_weight_t`); with fp16, weights and
+//! arithmetic are fp16 and the float inputs/outputs stay fp32 (cast at the graph's edges).
 
 use std::collections::BTreeMap;
 
 use tch::{Device, Kind, Tensor};
-use xlmc_onnx::{Dim, ElemType, Emitter, Model, OnnxError, WeightData, attr};
+use xlmc_onnx::{Dim, ElemType, Emitter, Model, OnnxError, Precision, WeightData, attr};
 
 use crate::{Config, Seq2Seq};
 
@@ -37,16 +38,13 @@ pub struct OnnxGraphs {
 }
 
 impl Seq2Seq {
-    /// Builds the encoder and one-step decoder graphs from the current weights; `int8` stores
-    /// weight matrices as int8 with dynamically quantized activations (CPU).
-    pub fn to_onnx(&self, int8: bool) -> Result<OnnxGraphs, OnnxError> {
+    /// Builds the encoder and one-step decoder graphs from the current weights in `precision`.
+    pub fn to_onnx(&self, precision: Precision) -> Result<OnnxGraphs, OnnxError> {
         let weights: BTreeMap<String, Tensor> = self.vs.variables().into_iter().collect();
         let lookup = |name: &str| weight_data(&weights, name);
-        let mut encoder = Graph::new("xlmc_encoder", &lookup, &self.config);
-        encoder.e.quantize = int8;
+        let mut encoder = Graph::new("xlmc_encoder", &lookup, &self.config, precision);
         encoder.encoder()?;
-        let mut decoder = Graph::new("xlmc_decoder_step", &lookup, &self.config);
-        decoder.e.quantize = int8;
+        let mut decoder = Graph::new("xlmc_decoder_step", &lookup, &self.config, precision);
         decoder.decoder_step()?;
         Ok(OnnxGraphs { encoder: Model::new(encoder.e.finish()), decoder: Model::new(decoder.e.finish()) })
     }
@@ -66,8 +64,13 @@ struct Graph<'w> {
 }
 
 impl<'w> Graph<'w> {
-    fn new(name: &str, weights: &'w dyn Fn(&str) -> Option<WeightData>, config: &'w Config) -> Self {
-        Self { e: Emitter::new(name, weights), config }
+    fn new(
+        name: &str,
+        weights: &'w dyn Fn(&str) -> Option<WeightData>,
+        config: &'w Config,
+        precision: Precision,
+    ) -> Self {
+        Self { e: Emitter::new(name, weights, precision), config }
     }
 
     fn layer_norm(&mut self, x: &str, prefix: &str) -> Result<String, OnnxError> {
@@ -92,11 +95,11 @@ impl<'w> Graph<'w> {
     fn attend(&mut self, x: &str, keys: &str, values: &str, mask: &str, prefix: &str) -> Result<String, OnnxError> {
         let q = self.e.linear(x, &format!("{prefix}.q_lin"))?;
         let q = self.split_heads(&q)?;
-        let scale = self.e.const_f32((self.config.head_dim() as f32).sqrt())?;
+        let scale = self.e.const_float((self.config.head_dim() as f32).sqrt())?;
         let q = self.e.op("Div", &[&q, &scale])?;
         let kt = self.e.g.op("Transpose", &[keys], vec![attr::ints("perm", &[0, 1, 3, 2])])?;
         let scores = self.e.op("MatMul", &[&q, &kt])?;
-        let minus_inf = self.e.const_f32(f32::NEG_INFINITY)?;
+        let minus_inf = self.e.const_float(f32::NEG_INFINITY)?;
         let scores = self.e.op("Where", &[mask, &scores, &minus_inf])?;
         let weights = self.e.g.op("Softmax", &[&scores], vec![attr::int("axis", -1)])?;
         let context = self.e.op("MatMul", &[&weights, values])?;
@@ -109,8 +112,8 @@ impl<'w> Graph<'w> {
     /// XLM's FFN with exact (erf) GELU.
     fn ffn(&mut self, x: &str, prefix: &str) -> Result<String, OnnxError> {
         let h = self.e.linear(x, &format!("{prefix}.lin1"))?;
-        let sqrt2 = self.e.const_f32(std::f32::consts::SQRT_2)?;
-        let (half, one) = (self.e.const_f32(0.5)?, self.e.const_f32(1.0)?);
+        let sqrt2 = self.e.const_float(std::f32::consts::SQRT_2)?;
+        let (half, one) = (self.e.const_float(0.5)?, self.e.const_float(1.0)?);
         let scaled = self.e.op("Div", &[&h, &sqrt2])?;
         let erf = self.e.op("Erf", &[&scaled])?;
         let erf1 = self.e.op("Add", &[&erf, &one])?;
@@ -148,7 +151,7 @@ impl<'w> Graph<'w> {
         let row = self.e.unsqueeze(&positions, &[0])?;
         let column = self.e.unsqueeze(&lengths, &[1])?;
         let mask = self.e.op("Less", &[&row, &column])?; // [batch, len]
-        let keep = self.e.g.op("Cast", &[&mask], vec![attr::int("to", 1)])?; // FLOAT
+        let keep = self.e.cast_to_compute(&mask)?;
         let keep = self.e.unsqueeze(&keep, &[2])?;
         let attention_mask = self.e.unsqueeze(&mask, &[1, 2])?;
 
@@ -175,7 +178,7 @@ impl<'w> Graph<'w> {
             for (kind, lin) in [("k", "k_lin"), ("v", "v_lin")] {
                 let y = self.e.linear(&x, &format!("decoder.encoder_attn.{i}.{lin}"))?;
                 let y = self.split_heads(&y)?;
-                self.e.g.output(&y, &format!("cross_{kind}.{i}"), ElemType::F32, &kv_dims)?;
+                self.e.float_output(&y, &format!("cross_{kind}.{i}"), &kv_dims)?;
             }
         }
         Ok(())
@@ -200,14 +203,14 @@ impl<'w> Graph<'w> {
         let layers = self.config.n_dec_layers;
         let mut cross = Vec::new();
         for i in 0..layers {
-            let k = self.e.g.input(&format!("cross_k.{i}"), ElemType::F32, &self.kv_dims("src_len"))?;
-            let v = self.e.g.input(&format!("cross_v.{i}"), ElemType::F32, &self.kv_dims("src_len"))?;
+            let k = self.e.float_input(&format!("cross_k.{i}"), &self.kv_dims("src_len"))?;
+            let v = self.e.float_input(&format!("cross_v.{i}"), &self.kv_dims("src_len"))?;
             cross.push((k, v));
         }
         let mut past = Vec::new();
         for i in 0..layers {
-            let k = self.e.g.input(&format!("past_k.{i}"), ElemType::F32, &self.kv_dims("past_steps"))?;
-            let v = self.e.g.input(&format!("past_v.{i}"), ElemType::F32, &self.kv_dims("past_steps"))?;
+            let k = self.e.float_input(&format!("past_k.{i}"), &self.kv_dims("past_steps"))?;
+            let v = self.e.float_input(&format!("past_v.{i}"), &self.kv_dims("past_steps"))?;
             past.push((k, v));
         }
 
@@ -235,14 +238,14 @@ impl<'w> Graph<'w> {
             let sum = self.e.op("Add", &[&x, &ffn])?;
             x = self.layer_norm(&sum, &format!("decoder.layer_norm2.{i}"))?;
             for (kind, value) in ["k", "v"].iter().zip(&present) {
-                self.e.g.output(value, &format!("present_{kind}.{i}"), ElemType::F32, &self.kv_dims("steps"))?;
+                self.e.float_output(value, &format!("present_{kind}.{i}"), &self.kv_dims("steps"))?;
             }
         }
         let squeeze = self.e.const_i64(&[1], &[1])?;
         let hidden = self.e.op("Squeeze", &[&x, &squeeze])?; // [rows, dim]
         let logits = self.e.tied_output(&hidden, "decoder.embeddings.weight", "decoder.pred_layer.proj.bias")?;
         let log_probs = self.e.g.op("LogSoftmax", &[&logits], vec![attr::int("axis", -1)])?;
-        self.e.g.output(&log_probs, "log_probs", ElemType::F32, &[rows, Dim::fixed(self.config.n_words)])?;
+        self.e.float_output(&log_probs, "log_probs", &[rows, Dim::fixed(self.config.n_words)])?;
         Ok(())
     }
 }

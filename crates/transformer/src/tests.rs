@@ -306,7 +306,7 @@ fn xlm_parameter_names() {
 
 /// The model as a bundle opened by ONNX Runtime (graphs from `to_onnx`, a minimal manifest).
 fn ort_model(model: &Seq2Seq, dir: &std::path::Path) -> xlmc_runtime::OrtTransformer {
-    let graphs = model.to_onnx(false).unwrap();
+    let graphs = model.to_onnx(xlmc_onnx::Precision::Fp32).unwrap();
     let out = dir.join("bundle");
     xlmc_bundle::write(&out, false, |d| {
         graphs.encoder.write(&d.join(crate::ENCODER_FILE)).unwrap();
