@@ -20,15 +20,32 @@ pub enum RequestError {
     UnknownModel { asked: String, available: String },
     #[error("no model is loaded; start the server with --models DIR")]
     NoModels,
-    #[error("{0} is not implemented in this build")]
-    NotImplemented(&'static str),
+    #[error("model `{model}` is not serving: {reason}")]
+    ModelUnavailable { model: String, reason: String },
+    #[error("unknown language `{asked}` for model `{model}`; it has: {available}")]
+    UnknownLanguage { asked: String, model: String, available: String },
+    #[error("sentence {index} has {tokens} tokens; the limit is {limit} (--max-source-tokens)")]
+    SourceTooLong { index: usize, tokens: usize, limit: usize },
+    #[error(
+        "model `{model}` has {waiting} sentences waiting; the limit is {limit} (--max-queue-sentences): retry later"
+    )]
+    QueueFull { model: String, waiting: usize, limit: usize },
+    #[error("deadline exceeded")]
+    Deadline,
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl RequestError {
     pub fn code(&self) -> Code {
         match self {
-            RequestError::UnknownModel { .. } | RequestError::NoModels => Code::NotFound,
-            RequestError::NotImplemented(_) => Code::Unimplemented,
+            RequestError::UnknownModel { .. } | RequestError::NoModels | RequestError::UnknownLanguage { .. } => {
+                Code::NotFound
+            }
+            RequestError::ModelUnavailable { .. } => Code::Unavailable,
+            RequestError::QueueFull { .. } => Code::ResourceExhausted,
+            RequestError::Deadline => Code::DeadlineExceeded,
+            RequestError::Internal(_) => Code::Internal,
             _ => Code::InvalidArgument,
         }
     }

@@ -5,6 +5,7 @@
 //! serves until SIGTERM or Ctrl-C, after which health turns NOT_SERVING, new connections are
 //! refused and in-flight requests finish.
 
+mod engine;
 mod error;
 mod registry;
 mod service;
@@ -18,8 +19,9 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic_health::ServingStatus;
 use xlmc_proto::v1::translator_server::TranslatorServer;
 
+pub use engine::{BatchLimits, EngineHandle, Job, Lane};
 pub use error::RequestError;
-pub use registry::Registry;
+pub use registry::{LoadOptions, Registry};
 pub use service::{Limits, TranslatorService, validate};
 pub use settings::Settings;
 
@@ -44,11 +46,20 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_service_status("", ServingStatus::NotServing).await;
 
-    let registry = Registry::default();
-    if settings.models.is_some() {
-        tracing::warn!("loading model bundles is not implemented in this build; serving no models");
+    let registry = match &settings.models {
+        Some(dir) => {
+            let options = settings.load_options();
+            let dir = dir.clone();
+            tokio::task::spawn_blocking(move || Registry::load(&dir, &options)).await??
+        }
+        None => Registry::default(),
+    };
+    let serving: Vec<String> = registry.models().filter(|m| m.serving.is_some()).map(|m| m.name.clone()).collect();
+    for model in registry.models() {
+        let status = if model.serving.is_some() { ServingStatus::Serving } else { ServingStatus::NotServing };
+        health.set_service_status(&model.name, status).await;
     }
-    metrics::gauge!(xlmc_telemetry::names::MODELS_LOADED).set(registry.len() as f64);
+    metrics::gauge!(xlmc_telemetry::names::MODELS_LOADED).set(serving.len() as f64);
     let translator = TranslatorServer::new(TranslatorService::new(Limits::from(&settings), registry))
         .max_decoding_message_size(settings.max_message_bytes)
         .max_encoding_message_size(settings.max_message_bytes);
@@ -71,6 +82,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         tracing::info!("shutting down: health NOT_SERVING, finishing in-flight requests");
         health.set_not_serving::<TranslatorServer<TranslatorService>>().await;
         health.set_service_status("", ServingStatus::NotServing).await;
+        for model in &serving {
+            health.set_service_status(model, ServingStatus::NotServing).await;
+        }
         let _ = stop_tx.send(true);
     };
     tonic::transport::Server::builder()

@@ -1,26 +1,35 @@
-//! The models a server holds, looked up by name.
-//!
-//! Bundles (ONNX + tokenizer + manifest) and their decoding come with the export and server
-//! issues; until then a server holds no model and every lookup answers NOT_FOUND, naming what
-//! is available.
+//! The models a server holds, looked up by name: every bundle folder under `--models`, each with
+//! its tokenizer and its engine thread. A bundle that fails to load stays listed as FAILED with
+//! the reason (and NOT_SERVING in health); the others serve.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, path::Path};
 
-use xlmc_proto::v1::{ListModelsResponse, ModelInfo, TranslateRequest, Translation};
+use xlmc_bundle::Bundle;
+use xlmc_proto::v1::{ListModelsResponse, ModelInfo, ModelRole, ModelState};
+use xlmc_runtime::{OrtModel, SessionOptions};
+use xlmc_tokenizer::Tokenizer;
 
-use crate::error::RequestError;
+use crate::{
+    engine::{self, BatchLimits, EngineHandle},
+    error::RequestError,
+};
 
 /// One served model.
 #[derive(Debug)]
 pub struct ServedModel {
     pub name: String,
     pub info: ModelInfo,
+    /// Present while the model serves.
+    pub serving: Option<(Tokenizer, EngineHandle)>,
 }
 
 impl ServedModel {
-    pub async fn translate(&self, _request: &TranslateRequest) -> Result<Vec<Translation>, RequestError> {
-        // Only the bundle loader fills a registry, and it arrives together with decoding.
-        Err(RequestError::NotImplemented("decoding through ORT bundles"))
+    /// The tokenizer and engine, or UNAVAILABLE with the reason the model is not serving.
+    pub fn engine(&self) -> Result<&(Tokenizer, EngineHandle), RequestError> {
+        self.serving.as_ref().ok_or_else(|| RequestError::ModelUnavailable {
+            model: self.name.clone(),
+            reason: self.info.state_reason.clone(),
+        })
     }
 }
 
@@ -30,7 +39,86 @@ pub struct Registry {
     default_model: Option<String>,
 }
 
+/// How models are loaded and batched.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub session: SessionOptions,
+    pub batch: BatchLimits,
+    /// The teacher's name; unset: the largest bundle.
+    pub teacher: Option<String>,
+    /// The model of requests that name none; unset: the smallest serving bundle.
+    pub default_model: Option<String>,
+}
+
 impl Registry {
+    /// Loads every sub-folder of `dir` that holds a bundle manifest.
+    pub fn load(dir: &Path, options: &LoadOptions) -> anyhow::Result<Self> {
+        let mut folders: Vec<_> = std::fs::read_dir(dir)
+            .map_err(|e| anyhow::anyhow!("--models {}: {e}", dir.display()))?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.join(xlmc_bundle::MANIFEST_FILE).is_file())
+            .collect();
+        folders.sort();
+        let mut registry = Registry::default();
+        for folder in folders {
+            let name = folder.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let model = match load_one(&name, &folder, options) {
+                Ok(model) => {
+                    tracing::info!(model = %name, architecture = %model.info.architecture, "serving");
+                    model
+                }
+                Err(error) => {
+                    let reason = format!("{error:#}");
+                    tracing::error!(model = %name, %reason, "bundle not loaded; the other models still serve");
+                    ServedModel {
+                        name: name.clone(),
+                        info: ModelInfo {
+                            name: name.clone(),
+                            state: ModelState::Failed as i32,
+                            state_reason: reason,
+                            ..Default::default()
+                        },
+                        serving: None,
+                    }
+                }
+            };
+            registry.models.insert(name, model);
+        }
+        registry.assign_roles(options)?;
+        Ok(registry)
+    }
+
+    fn assign_roles(&mut self, options: &LoadOptions) -> anyhow::Result<()> {
+        let serving = || self.models.values().filter(|m| m.serving.is_some());
+        let teacher = match &options.teacher {
+            Some(name) => {
+                anyhow::ensure!(self.models.contains_key(name), "--teacher {name}: no such bundle under --models");
+                Some(name.clone())
+            }
+            None => serving().max_by_key(|m| m.info.bundle_bytes).map(|m| m.name.clone()),
+        };
+        let default = match &options.default_model {
+            Some(name) => {
+                anyhow::ensure!(
+                    self.models.contains_key(name),
+                    "--default-model {name}: no such bundle under --models"
+                );
+                Some(name.clone())
+            }
+            None => serving().min_by_key(|m| m.info.bundle_bytes).map(|m| m.name.clone()),
+        };
+        for model in self.models.values_mut() {
+            let is_teacher = teacher.as_deref() == Some(model.name.as_str());
+            model.info.role = if is_teacher { ModelRole::Teacher } else { ModelRole::Student } as i32;
+            if !is_teacher {
+                model.info.teacher = teacher.clone().unwrap_or_default();
+            }
+        }
+        self.default_model = default;
+        Ok(())
+    }
+
     /// The model a request names, or the default model when it names none.
     pub fn resolve(&self, name: &str) -> Result<&ServedModel, RequestError> {
         let name = if name.is_empty() { self.default_model.as_deref().ok_or(RequestError::NoModels)? } else { name };
@@ -51,6 +139,10 @@ impl Registry {
         }
     }
 
+    pub fn models(&self) -> impl Iterator<Item = &ServedModel> {
+        self.models.values()
+    }
+
     pub fn len(&self) -> usize {
         self.models.len()
     }
@@ -58,6 +150,27 @@ impl Registry {
     pub fn is_empty(&self) -> bool {
         self.models.is_empty()
     }
+}
+
+fn load_one(name: &str, folder: &Path, options: &LoadOptions) -> anyhow::Result<ServedModel> {
+    let bundle = Bundle::open(folder)?;
+    let tokenizer = Tokenizer::load(folder)?;
+    let model = OrtModel::load(&bundle, &options.session)?;
+    let handle = match model {
+        OrtModel::Transformer(m) => engine::spawn(name, *m, options.batch)?,
+        OrtModel::BiGru(m) => engine::spawn(name, *m, options.batch)?,
+    };
+    let info = ModelInfo {
+        name: name.to_owned(),
+        architecture: bundle.manifest.architecture.clone(),
+        languages: bundle.manifest.languages.clone(),
+        bundle_bytes: bundle.manifest.files.values().map(|f| f.bytes).sum(),
+        backend: "onnxruntime".into(),
+        device: if options.session.cuda && xlmc_runtime::cuda_available() { "cuda:0" } else { "cpu" }.into(),
+        state: ModelState::Serving as i32,
+        ..Default::default()
+    };
+    Ok(ServedModel { name: name.to_owned(), info, serving: Some((tokenizer, handle)) })
 }
 
 #[cfg(test)]

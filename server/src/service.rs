@@ -1,17 +1,32 @@
 //! The `xlmc.v1.Translator` service: request validation, model lookup, metrics per RPC.
 
-use std::{collections::HashSet, pin::Pin, sync::Arc, time::Instant};
+use std::{
+    collections::HashSet,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status, Streaming};
+use xlmc_decoding::Finish;
 use xlmc_proto::v1::{
-    ListModelsRequest, ListModelsResponse, TranslateRequest, TranslateResponse, TranslateStreamRequest,
-    TranslateStreamResponse, Translation, translator_server::Translator,
+    FinishReason, ListModelsRequest, ListModelsResponse, Timing, TranslateRequest, TranslateResponse,
+    TranslateStreamRequest, TranslateStreamResponse, Translation, translator_server::Translator,
 };
 use xlmc_telemetry::names;
+use xlmc_tokenizer::Tokenizer;
 
-use crate::{error::RequestError, registry::Registry, settings::Settings};
+use crate::{
+    engine::{Done, Job, JobError, Lane},
+    error::RequestError,
+    registry::Registry,
+    settings::Settings,
+};
 
 /// Results a stream may hold unsent before its producer waits for the client.
 const STREAM_BUFFER: usize = 64;
@@ -25,6 +40,7 @@ pub struct Limits {
     pub max_sentence_bytes: usize,
     pub max_beam_size: u32,
     pub max_output_tokens: u32,
+    pub max_source_tokens: usize,
 }
 
 impl From<&Settings> for Limits {
@@ -34,6 +50,7 @@ impl From<&Settings> for Limits {
             max_sentence_bytes: s.max_sentence_bytes,
             max_beam_size: s.max_beam_size,
             max_output_tokens: s.max_output_tokens,
+            max_source_tokens: s.max_source_tokens,
         }
     }
 }
@@ -68,23 +85,173 @@ pub struct TranslatorService {
     registry: Arc<Registry>,
 }
 
+/// One sentence of a request on its way: answered already (empty input) or decoding.
+enum Slot {
+    Ready(Translation),
+    Pending { receiver: oneshot::Receiver<Result<Done, JobError>>, source_tokens: usize },
+}
+
+/// A request accepted by a model: its slots, and what turning results into replies needs.
+struct Submitted {
+    model: String,
+    tokenizer: Tokenizer,
+    slots: Vec<Slot>,
+    return_token_ids: bool,
+}
+
+impl Submitted {
+    fn translation(&self, done: Done, source_tokens: usize) -> Result<Translation, RequestError> {
+        let h = done.hypothesis;
+        Ok(Translation {
+            text: self.tokenizer.decode(&h.tokens).map_err(|e| RequestError::Internal(e.to_string()))?,
+            source_tokens: source_tokens as u32,
+            output_tokens: h.tokens.len() as u32,
+            log_prob: h.log_prob,
+            score: h.score,
+            finish_reason: match h.finish {
+                Finish::Eos => FinishReason::Eos,
+                Finish::MaxLength => FinishReason::MaxLength,
+            } as i32,
+            token_ids: if self.return_token_ids { h.tokens } else { Vec::new() },
+        })
+    }
+}
+
+fn job_error(error: JobError) -> RequestError {
+    match error {
+        JobError::Deadline => RequestError::Deadline,
+        other => RequestError::Internal(other.to_string()),
+    }
+}
+
+/// The `grpc-timeout` header as a deadline, a little early: tonic itself answers CANCELLED at
+/// the exact deadline, so the server answers DEADLINE_EXCEEDED just before it.
+fn deadline(metadata: &tonic::metadata::MetadataMap, arrived: Instant) -> Option<Instant> {
+    let value = metadata.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    let timeout = match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    };
+    let margin = (timeout / 10).min(Duration::from_millis(20));
+    Some(arrived + timeout - margin)
+}
+
 impl TranslatorService {
     pub fn new(limits: Limits, registry: Registry) -> Self {
         Self { limits: Arc::new(limits), registry: Arc::new(registry) }
     }
 
-    /// Validates, resolves the model and translates; returns the model's name with the result.
-    async fn translate_sentences(
+    /// Validates, resolves model and languages, tokenizes and queues every non-empty sentence.
+    /// Errors carry the model label for metrics.
+    fn submit(
         &self,
         request: &TranslateRequest,
-    ) -> (String, Result<Vec<Translation>, RequestError>) {
-        if let Err(e) = validate(request, &self.limits) {
-            return (UNKNOWN_MODEL_LABEL.to_owned(), Err(e));
+        deadline: Option<Instant>,
+    ) -> Result<Submitted, (String, RequestError)> {
+        let unknown = |e| (UNKNOWN_MODEL_LABEL.to_owned(), e);
+        validate(request, &self.limits).map_err(unknown)?;
+        let model = self.registry.resolve(&request.model).map_err(unknown)?;
+        let named = |e| (model.name.clone(), e);
+        let (tokenizer, engine) = model.engine().map_err(named)?;
+        let languages = tokenizer.languages();
+        let language = |asked: &str, fallback: usize| -> Result<i64, RequestError> {
+            let asked =
+                if asked.is_empty() { languages.get(fallback).map(String::as_str).unwrap_or("") } else { asked };
+            tokenizer.language_id(asked).map(i64::from).map_err(|_| RequestError::UnknownLanguage {
+                asked: asked.to_owned(),
+                model: model.name.clone(),
+                available: languages.join(", "),
+            })
+        };
+        let pair = (
+            language(&request.source_language, 0).map_err(named)?,
+            language(&request.target_language, 1).map_err(named)?,
+        );
+        let options = request.options.unwrap_or_default();
+        let lane = Lane::new(pair, options.beam_size.unwrap_or(1) as usize, options.length_penalty.unwrap_or(1.0));
+        let mut slots = Vec::with_capacity(request.sentences.len());
+        let mut jobs = Vec::new();
+        for (index, sentence) in request.sentences.iter().enumerate() {
+            let source = tokenizer.encode(sentence).map_err(|e| named(RequestError::Internal(e.to_string())))?;
+            if source.is_empty() {
+                let empty = Translation { finish_reason: FinishReason::EmptyInput as i32, ..Default::default() };
+                slots.push(Slot::Ready(empty));
+                continue;
+            }
+            if source.len() > self.limits.max_source_tokens {
+                return Err(named(RequestError::SourceTooLong {
+                    index,
+                    tokens: source.len(),
+                    limit: self.limits.max_source_tokens,
+                }));
+            }
+            let source_tokens = source.len();
+            let (job, receiver) = Job::new(source, lane, options.max_length.map(|n| n as usize), deadline);
+            jobs.push(job);
+            slots.push(Slot::Pending { receiver, source_tokens });
         }
-        match self.registry.resolve(&request.model) {
-            Ok(model) => (model.name.clone(), model.translate(request).await),
-            Err(e) => (UNKNOWN_MODEL_LABEL.to_owned(), Err(e)),
-        }
+        engine.submit(jobs).map_err(named)?;
+        Ok(Submitted {
+            model: model.name.clone(),
+            tokenizer: tokenizer.clone(),
+            slots,
+            return_token_ids: options.return_token_ids,
+        })
+    }
+
+    /// Every sentence of the request, in order, with the request's timing.
+    async fn translate_all(
+        &self,
+        request: &TranslateRequest,
+        arrived: Instant,
+        deadline: Option<Instant>,
+    ) -> (String, Result<TranslateResponse, RequestError>) {
+        let mut submitted = match self.submit(request, deadline) {
+            Ok(s) => s,
+            Err((model, error)) => return (model, Err(error)),
+        };
+        let model = submitted.model.clone();
+        let work = async {
+            let mut translations = Vec::with_capacity(submitted.slots.len());
+            let (mut first_join, mut last_finish) = (None::<Instant>, None::<Instant>);
+            for slot in std::mem::take(&mut submitted.slots) {
+                match slot {
+                    Slot::Ready(t) => translations.push(t),
+                    Slot::Pending { receiver, source_tokens } => {
+                        let done = receiver.await.map_err(|_| RequestError::Internal("engine stopped".into()))?;
+                        let done = done.map_err(job_error)?;
+                        first_join = Some(first_join.map_or(done.joined, |t: Instant| t.min(done.joined)));
+                        last_finish = Some(last_finish.map_or(done.finished, |t: Instant| t.max(done.finished)));
+                        translations.push(submitted.translation(done, source_tokens)?);
+                    }
+                }
+            }
+            let now = Instant::now();
+            let micros = |d: Duration| d.as_micros() as u64;
+            let timing = Timing {
+                queue_us: first_join.map_or(0, |j| micros(j.saturating_duration_since(arrived))),
+                decode_us: match (first_join, last_finish) {
+                    (Some(j), Some(f)) => micros(f.saturating_duration_since(j)),
+                    _ => 0,
+                },
+                total_us: micros(now.saturating_duration_since(arrived)),
+            };
+            Ok(TranslateResponse { model: submitted.model.clone(), translations, timing: Some(timing) })
+        };
+        let result = match deadline {
+            Some(deadline) => {
+                tokio::time::timeout_at(deadline.into(), work).await.unwrap_or(Err(RequestError::Deadline))
+            }
+            None => work.await,
+        };
+        (model, result)
     }
 }
 
@@ -101,12 +268,13 @@ type ResponseStream = Pin<Box<dyn Stream<Item = Result<TranslateStreamResponse, 
 impl Translator for TranslatorService {
     async fn translate(&self, request: Request<TranslateRequest>) -> Result<Response<TranslateResponse>, Status> {
         let started = Instant::now();
+        let deadline = deadline(request.metadata(), started);
         let request = request.into_inner();
-        let (model, result) = self.translate_sentences(&request).await;
+        let (model, result) = self.translate_all(&request, started, deadline).await;
         match result {
-            Ok(translations) => {
-                record("Translate", model.clone(), tonic::Code::Ok, started);
-                Ok(Response::new(TranslateResponse { model, translations, timing: None }))
+            Ok(response) => {
+                record("Translate", model, tonic::Code::Ok, started);
+                Ok(Response::new(response))
             }
             Err(error) => {
                 record("Translate", model, error.code(), started);
@@ -121,45 +289,78 @@ impl Translator for TranslatorService {
         &self,
         request: Request<Streaming<TranslateStreamRequest>>,
     ) -> Result<Response<Self::TranslateStreamStream>, Status> {
+        let stream_deadline = deadline(request.metadata(), Instant::now());
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let service = self.clone();
         tokio::spawn(async move {
-            let mut in_flight = HashSet::new();
+            let in_flight = Arc::new(std::sync::Mutex::new(HashSet::new()));
             while let Ok(Some(message)) = inbound.message().await {
                 let started = Instant::now();
                 let id = message.request_id;
-                if !in_flight.insert(id.clone()) {
+                if !in_flight.lock().expect("in-flight set").insert(id.clone()) {
                     let error = RequestError::DuplicateRequestId(id);
                     record("TranslateStream", UNKNOWN_MODEL_LABEL.to_owned(), error.code(), started);
                     let _ = tx.send(Err(error.into())).await;
                     return;
                 }
                 let request = message.request.unwrap_or_default();
-                let (model, result) = service.translate_sentences(&request).await;
-                match result {
-                    Ok(translations) => {
-                        record("TranslateStream", model, tonic::Code::Ok, started);
-                        let last = translations.len().saturating_sub(1);
-                        for (index, translation) in translations.into_iter().enumerate() {
-                            let reply = TranslateStreamResponse {
-                                request_id: id.clone(),
-                                index: index as u32,
-                                translation: Some(translation),
-                                request_done: index == last,
-                            };
-                            if tx.send(Ok(reply)).await.is_err() {
-                                return; // client gone: stop producing
-                            }
-                        }
-                        in_flight.remove(&id);
-                    }
-                    Err(error) => {
+                let mut submitted = match service.submit(&request, stream_deadline) {
+                    Ok(submitted) => submitted,
+                    Err((model, error)) => {
                         record("TranslateStream", model, error.code(), started);
                         let status = Status::new(error.code(), format!("request `{id}`: {error}"));
                         let _ = tx.send(Err(status)).await;
                         return;
                     }
+                };
+                // Each sentence is sent the moment it finishes; the last one marks the request done.
+                let remaining = Arc::new(AtomicUsize::new(submitted.slots.len()));
+                if submitted.slots.is_empty() {
+                    let reply =
+                        TranslateStreamResponse { request_id: id.clone(), request_done: true, ..Default::default() };
+                    in_flight.lock().expect("in-flight set").remove(&id);
+                    record("TranslateStream", submitted.model.clone(), tonic::Code::Ok, started);
+                    if tx.send(Ok(reply)).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                let slots = std::mem::take(&mut submitted.slots);
+                let submitted = Arc::new(submitted);
+                for (index, slot) in slots.into_iter().enumerate() {
+                    let (tx, id, remaining, submitted, in_flight) =
+                        (tx.clone(), id.clone(), remaining.clone(), submitted.clone(), in_flight.clone());
+                    tokio::spawn(async move {
+                        let translation = match slot {
+                            Slot::Ready(t) => Ok(t),
+                            Slot::Pending { receiver, source_tokens } => match receiver.await {
+                                Ok(Ok(done)) => submitted.translation(done, source_tokens),
+                                Ok(Err(e)) => Err(job_error(e)),
+                                Err(_) => Err(RequestError::Internal("engine stopped".into())),
+                            },
+                        };
+                        let reply = match translation {
+                            Ok(translation) => {
+                                let done = remaining.fetch_sub(1, Ordering::SeqCst) == 1;
+                                if done {
+                                    in_flight.lock().expect("in-flight set").remove(&id);
+                                    record("TranslateStream", submitted.model.clone(), tonic::Code::Ok, started);
+                                }
+                                Ok(TranslateStreamResponse {
+                                    request_id: id,
+                                    index: index as u32,
+                                    translation: Some(translation),
+                                    request_done: done,
+                                })
+                            }
+                            Err(error) => {
+                                record("TranslateStream", submitted.model.clone(), error.code(), started);
+                                Err(Status::new(error.code(), format!("request `{id}` sentence {index}: {error}")))
+                            }
+                        };
+                        let _ = tx.send(reply).await;
+                    });
                 }
             }
         });
@@ -178,7 +379,13 @@ mod tests {
     use super::*;
 
     fn limits() -> Limits {
-        Limits { max_sentences: 2, max_sentence_bytes: 5, max_beam_size: 4, max_output_tokens: 10 }
+        Limits {
+            max_sentences: 2,
+            max_sentence_bytes: 5,
+            max_beam_size: 4,
+            max_output_tokens: 10,
+            max_source_tokens: 8,
+        }
     }
 
     fn request(sentences: &[&str], options: Option<DecodingOptions>) -> TranslateRequest {

@@ -37,6 +37,43 @@ pub struct Settings {
     #[arg(long, env = "XLMC_MAX_OUTPUT_TOKENS", default_value_t = 512)]
     pub max_output_tokens: u32,
 
+    /// Most BPE tokens one sentence may have after tokenization.
+    #[arg(long, env = "XLMC_MAX_SOURCE_TOKENS", default_value_t = 256)]
+    pub max_source_tokens: usize,
+
+    /// Most model rows (sentences × beam) decoded together in one step.
+    #[arg(long, env = "XLMC_MAX_BATCH_SENTENCES", default_value_t = 64)]
+    pub max_batch_sentences: usize,
+
+    /// Token budget of a batch: every row counts its source tokens plus those generated so far.
+    #[arg(long, env = "XLMC_MAX_BATCH_TOKENS", default_value_t = 8192)]
+    pub max_batch_tokens: usize,
+
+    /// How long an idle model waits for more sentences before starting a batch (microseconds).
+    #[arg(long, env = "XLMC_MAX_WAIT_US", default_value_t = 2000)]
+    pub max_wait_us: u64,
+
+    /// Most sentences waiting per model; beyond it requests get RESOURCE_EXHAUSTED.
+    #[arg(long, env = "XLMC_MAX_QUEUE_SENTENCES", default_value_t = 4096)]
+    pub max_queue_sentences: usize,
+
+    /// ONNX Runtime intra-op threads per model session.
+    #[arg(long, env = "XLMC_INTRA_THREADS", default_value_t = 1)]
+    pub intra_threads: usize,
+
+    /// Where models run: `cpu`, or `cuda` (ONNX Runtime's CUDA execution provider; build with
+    /// `--features cuda` and load onnxruntime-gpu, else one warning and the CPU).
+    #[arg(long, env = "XLMC_DEVICE", default_value = "cpu", value_parser = ["cpu", "cuda"])]
+    pub device: String,
+
+    /// The teacher bundle's name (default: the largest bundle); the others are its students.
+    #[arg(long, env = "XLMC_TEACHER")]
+    pub teacher: Option<String>,
+
+    /// The model of requests that name none (default: the smallest serving bundle).
+    #[arg(long, env = "XLMC_DEFAULT_MODEL")]
+    pub default_model: Option<String>,
+
     /// Largest gRPC message accepted, in bytes; larger ones are refused by the transport.
     #[arg(long, env = "XLMC_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_message_bytes: usize,
@@ -47,10 +84,28 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// How bundles are loaded and batched.
+    pub fn load_options(&self) -> crate::LoadOptions {
+        crate::LoadOptions {
+            session: xlmc_runtime::SessionOptions { intra_threads: self.intra_threads, cuda: self.device == "cuda" },
+            batch: crate::BatchLimits {
+                max_rows: self.max_batch_sentences,
+                max_tokens: self.max_batch_tokens,
+                max_wait: std::time::Duration::from_micros(self.max_wait_us),
+                max_queue: self.max_queue_sentences,
+                max_output_tokens: self.max_output_tokens as usize,
+            },
+            teacher: self.teacher.clone(),
+            default_model: self.default_model.clone(),
+        }
+    }
+
     /// Constraints between flags, checked before anything starts.
     pub fn validate(&self) -> anyhow::Result<()> {
         ensure!(self.max_sentences_per_request > 0, "--max-sentences-per-request must be at least 1");
         ensure!(self.max_beam_size > 0, "--max-beam-size must be at least 1");
+        ensure!(self.max_batch_sentences > 0, "--max-batch-sentences must be at least 1");
+        ensure!(self.max_source_tokens > 0, "--max-source-tokens must be at least 1");
         ensure!(
             self.max_sentence_bytes <= self.max_message_bytes,
             "--max-sentence-bytes ({}) cannot exceed --max-message-bytes ({})",

@@ -10,5 +10,6 @@ mod import_xlm;
 mod metrics;
 mod onnx_runtime;
 mod scoring;
+mod serving;
 mod torch_stack;
 mod train;

@@ -93,6 +93,17 @@ impl<S> Search<S> {
         model: &mut M,
         sentences: Vec<(u64, Vec<u32>)>,
     ) -> StepResult<(), M> {
+        self.join_with_max_tokens(model, sentences, None)
+    }
+
+    /// [`Search::join`] where `max_tokens`, when given, replaces the options' length rule for
+    /// these sentences (a request's own `max_length`; the options' cap still applies).
+    pub fn join_with_max_tokens<M: StepModel<State = S>>(
+        &mut self,
+        model: &mut M,
+        sentences: Vec<(u64, Vec<u32>)>,
+        max_tokens: Option<usize>,
+    ) -> StepResult<(), M> {
         if self.options.beam_size == 0 {
             return Err(DecodeError::ZeroBeam);
         }
@@ -113,7 +124,10 @@ impl<S> Search<S> {
             model.select(&mut state, &rows).map_err(DecodeError::Model)?;
         }
         for (id, source) in sentences {
-            let max_tokens = self.options.max_tokens(source.len());
+            let max_tokens = match max_tokens {
+                Some(n) => DecodeOptions { max_length: crate::MaxLength::Fixed(n), ..self.options }.max_tokens(0),
+                None => self.options.max_tokens(source.len()),
+            };
             self.sentences.insert(id, Sentence { max_tokens, steps: 0, finished: Vec::new() });
             // Beams start identical; only the first may expand at the first step.
             for beam in 0..k {
@@ -157,6 +171,27 @@ impl<S> Search<S> {
         }
         self.state = Some(state);
         Ok(finished)
+    }
+
+    /// Drops the sentences `ids` (a cancelled request, a passed deadline) and their rows from the
+    /// model state; ids not being decoded are ignored. Returns how many sentences left.
+    pub fn leave<M: StepModel<State = S>>(&mut self, model: &mut M, ids: &[u64]) -> StepResult<usize, M> {
+        let leaving: std::collections::HashSet<u64> =
+            ids.iter().copied().filter(|id| self.sentences.contains_key(id)).collect();
+        if leaving.is_empty() {
+            return Ok(0);
+        }
+        let keep: Vec<usize> = (0..self.rows.len()).filter(|&r| !leaving.contains(&self.rows[r].id)).collect();
+        for id in &leaving {
+            self.sentences.remove(id);
+        }
+        self.rows = keep.iter().map(|&r| self.rows[r].clone()).collect();
+        if keep.is_empty() {
+            self.state = None;
+        } else if let Some(state) = self.state.as_mut() {
+            model.select(state, &keep).map_err(DecodeError::Model)?;
+        }
+        Ok(leaving.len())
     }
 
     fn greedy(&mut self, rows: Vec<Row>, log_probs: &[f32], vocab: usize) -> (Vec<Row>, Vec<usize>, Vec<Finished>) {
@@ -468,6 +503,44 @@ mod tests {
             }
             let joined: Vec<Hypothesis> = out.into_iter().map(Option::unwrap).collect();
             assert_eq!(joined, alone, "beam {beam_size}");
+        }
+    }
+
+    #[test]
+    fn leaving_sentences_do_not_change_the_others_and_own_limits_apply() {
+        let sources = sources();
+        for beam_size in [1, 3] {
+            let options = DecodeOptions { beam_size, ..Default::default() };
+            let alone = decode_in_batches(&sources[..12], 1, options);
+            let mut model = ScriptedModel::new(VOCAB);
+            let mut search = Search::new(options);
+            search.join(&mut model, (0..12u64).map(|i| (i, sources[i as usize].clone())).collect()).unwrap();
+            search.join_with_max_tokens(&mut model, vec![(99, sources[0].clone())], Some(2)).unwrap();
+            let mut out: Vec<Option<Hypothesis>> = vec![None; 12];
+            let mut capped = None;
+            let mut step = 0;
+            while !search.is_empty() {
+                if step == 1 {
+                    // Odd sentences leave after the first step (and an unknown id is ignored).
+                    let odd: Vec<u64> = (0..12u64).filter(|i| i % 2 == 1).chain([1000]).collect();
+                    let left = search.leave(&mut model, &odd).unwrap();
+                    assert_eq!(left, odd.iter().filter(|&&i| i < 12 && out[i as usize].is_none()).count());
+                }
+                for done in search.step(&mut model).unwrap() {
+                    if done.id == 99 {
+                        capped = Some(done.hypothesis);
+                    } else {
+                        out[done.id as usize] = Some(done.hypothesis);
+                    }
+                }
+                step += 1;
+            }
+            for i in (0..12).filter(|i| i % 2 == 0) {
+                assert_eq!(out[i].as_ref(), Some(&alone[i]), "beam {beam_size}, sentence {i}");
+            }
+            let capped = capped.expect("the capped sentence finished");
+            assert!(capped.tokens.len() <= 2, "its own max_tokens: {capped:?}");
+            assert_eq!(search.active_rows(), 0);
         }
     }
 

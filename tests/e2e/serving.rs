@@ -1,0 +1,195 @@
+//! A real `server --models DIR` over exported bundles (a tiny teacher, its pruned student and a
+//! corrupt bundle): concurrent clients get exactly what `exporter translate --bundle` writes,
+//! streams deliver every sentence, the corrupt model is NOT_SERVING while the others serve, and
+//! `/metrics` counts what was sent.
+
+use tokio_stream::StreamExt;
+use tonic::Code;
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+use xlmc_proto::v1::{
+    DecodingOptions, FinishReason, ListModelsRequest, ModelRole, ModelState, TranslateRequest, TranslateStreamRequest,
+    translator_client::TranslatorClient,
+};
+use xlmc_tests::{Exposition, ServerProcess, http_get};
+
+use crate::train::{corpus_tokenizer_and_teacher_config, exporter};
+
+fn request(model: &str, sentences: &[String]) -> TranslateRequest {
+    TranslateRequest {
+        model: model.to_owned(),
+        source_language: "en".to_owned(),
+        target_language: "fr".to_owned(),
+        sentences: sentences.to_vec(),
+        options: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn server_translates_like_the_exporter_under_concurrent_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    corpus_tokenizer_and_teacher_config(dir.path());
+    exporter(&["train", "--config", &path("teacher.toml"), "--max-updates", "40"]);
+    exporter(&["prune", "--teacher", &path("run/model"), "--keep", "2-1", "--out", &path("student")]);
+    for (model, name) in [("run/model", "teacher"), ("student", "student")] {
+        exporter(&["export", "--model", &path(model), "--out", &path(&format!("models/{name}"))]);
+    }
+    // A third bundle whose decoder was changed after export: refused at load, named in the reason.
+    exporter(&["export", "--model", &path("student"), "--out", &path("models/broken")]);
+    let decoder = path("models/broken/decoder.onnx");
+    let mut bytes = std::fs::read(&decoder).unwrap();
+    bytes[100] ^= 1;
+    std::fs::write(&decoder, bytes).unwrap();
+
+    // 96 sentences of 1–12 words (every 17th empty).
+    let sentences: Vec<String> = (0..96)
+        .map(|i| {
+            if i % 17 == 5 {
+                return String::new();
+            }
+            (0..1 + i % 12).map(|j| format!("w{}", (i * 5 + j * 3) % 6)).collect::<Vec<_>>().join(" ")
+        })
+        .collect();
+    std::fs::write(path("in.en"), sentences.join("\n") + "\n").unwrap();
+    let mut expected = std::collections::HashMap::new();
+    for name in ["teacher", "student"] {
+        let out = path(&format!("{name}.fr"));
+        exporter(&[
+            "translate",
+            "--bundle",
+            &path(&format!("models/{name}")),
+            "--input",
+            &path("in.en"),
+            "--output",
+            &out,
+        ]);
+        let lines: Vec<String> = std::fs::read_to_string(&out).unwrap().lines().map(str::to_owned).collect();
+        assert_eq!(lines.len(), sentences.len());
+        expected.insert(name, lines);
+    }
+
+    let server =
+        ServerProcess::start(&["--models", &path("models"), "--max-wait-us", "1000", "--max-batch-sentences", "16"]);
+    let mut client = TranslatorClient::connect(server.grpc_url()).await.expect("connect");
+
+    let models = client.list_models(ListModelsRequest {}).await.unwrap().into_inner();
+    let names: Vec<&str> = models.models.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["broken", "student", "teacher"]);
+    let info = |name: &str| models.models.iter().find(|m| m.name == name).unwrap().clone();
+    assert_eq!(info("broken").state, ModelState::Failed as i32);
+    assert!(info("broken").state_reason.contains("decoder.onnx"), "{:?}", info("broken"));
+    assert_eq!(info("teacher").role, ModelRole::Teacher as i32);
+    assert_eq!((info("student").role, info("student").teacher.as_str()), (ModelRole::Student as i32, "teacher"));
+    assert_eq!(models.default_model, "student", "the smallest serving bundle");
+
+    let mut health =
+        HealthClient::new(tonic::transport::Channel::from_shared(server.grpc_url()).unwrap().connect().await.unwrap());
+    for (service, status) in
+        [("teacher", ServingStatus::Serving), ("broken", ServingStatus::NotServing), ("", ServingStatus::Serving)]
+    {
+        let reply = health.check(HealthCheckRequest { service: service.into() }).await.unwrap().into_inner();
+        assert_eq!(reply.status, status as i32, "health of `{service}`");
+    }
+    let status = client.translate(request("broken", &sentences[..2])).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("broken") && status.message().contains("decoder.onnx"), "{status:?}");
+
+    // 8 concurrent clients, each sending requests of 1–9 sentences to both models: every reply
+    // equals the exporter's file, whatever batch the sentence shared with others.
+    let mut tasks = Vec::new();
+    for client_id in 0..8usize {
+        let (url, sentences) = (server.grpc_url(), sentences.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut client = TranslatorClient::connect(url).await.expect("connect");
+            let mut got = Vec::new();
+            let mut start = client_id * 7 % sentences.len();
+            for round in 0..6 {
+                let n = 1 + (client_id + round * 3) % 9;
+                let model = if (client_id + round) % 2 == 0 { "teacher" } else { "student" };
+                let indices: Vec<usize> = (0..n).map(|k| (start + k) % sentences.len()).collect();
+                let batch: Vec<String> = indices.iter().map(|&i| sentences[i].clone()).collect();
+                let reply = client.translate(request(model, &batch)).await.expect("translate").into_inner();
+                assert_eq!(reply.model, model);
+                assert_eq!(reply.translations.len(), n);
+                for (&i, t) in indices.iter().zip(reply.translations) {
+                    got.push((model, i, t));
+                }
+                start += n;
+            }
+            got
+        }));
+    }
+    let mut sent = std::collections::HashMap::<&str, (u64, u64)>::new();
+    for task in tasks {
+        for (model, i, t) in task.await.unwrap() {
+            assert_eq!(t.text, expected[model][i], "{model} sentence {i} `{}`", sentences[i]);
+            let entry = sent.entry(model).or_default();
+            if sentences[i].is_empty() {
+                assert_eq!(t.finish_reason, FinishReason::EmptyInput as i32);
+            } else {
+                entry.0 += 1;
+                entry.1 += u64::from(t.output_tokens);
+                assert_ne!(t.finish_reason, FinishReason::EmptyInput as i32);
+            }
+        }
+    }
+
+    // A stream of three requests: every sentence arrives once, tagged, with the same text.
+    let messages: Vec<TranslateStreamRequest> = (0..3)
+        .map(|r| TranslateStreamRequest {
+            request_id: format!("r{r}"),
+            request: Some(request("teacher", &sentences[r * 20..r * 20 + 20])),
+        })
+        .collect();
+    let outbound = tokio_stream::iter(messages);
+    let mut inbound = client.translate_stream(outbound).await.unwrap().into_inner();
+    let mut seen = std::collections::HashSet::new();
+    let mut done = 0;
+    while let Some(reply) = inbound.next().await {
+        let reply = reply.expect("stream result");
+        let r: usize = reply.request_id[1..].parse().unwrap();
+        let i = r * 20 + reply.index as usize;
+        assert!(seen.insert(i), "sentence {i} twice");
+        assert_eq!(reply.translation.unwrap().text, expected["teacher"][i]);
+        done += usize::from(reply.request_done);
+    }
+    assert_eq!((seen.len(), done), (60, 3));
+
+    // Errors: unknown language, a sentence over the token limit.
+    let mut bad = request("teacher", &sentences[..1]);
+    bad.target_language = "de".into();
+    let status = client.translate(bad).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    assert!(status.message().contains("`de`") && status.message().contains("en, fr"), "{status:?}");
+    let long = vec![vec!["w1"; 300].join(" ")];
+    let status = client.translate(request("teacher", &long)).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("--max-source-tokens"), "{status:?}");
+
+    // A beam-2 request: it completes, and the server keeps serving.
+    let big: Vec<String> = (0..32).map(|i| sentences[i % sentences.len()].clone() + " w1 w2 w3").collect();
+    let mut long_options = request("teacher", &big);
+    long_options.options = Some(DecodingOptions { beam_size: Some(2), ..Default::default() });
+    client.translate(long_options).await.expect("the big request completes");
+    let reply = client.translate(request("student", &sentences[..3])).await.unwrap().into_inner();
+    assert_eq!(reply.translations[0].text, expected["student"][0]);
+
+    // /metrics counts what was sent (the stream's sentences, the big and follow-up requests too).
+    let (code, body) = http_get(server.metrics, "/metrics");
+    assert_eq!(code, 200);
+    let metrics = Exposition::parse(&body);
+    let value = |name: &str, labels: &[(&str, &str)]| metrics.value(name, labels).unwrap_or(0.0) as u64;
+    let ok = |model: &str| value("xlmc_requests_total", &[("model", model), ("method", "Translate"), ("code", "Ok")]);
+    assert_eq!(ok("teacher"), 3 * 8 + 1, "24 client rounds split between models, plus the big request");
+    assert_eq!(ok("student"), 3 * 8 + 1);
+    let non_empty = |range: std::ops::Range<usize>| sentences[range].iter().filter(|s| !s.is_empty()).count() as u64;
+    let teacher_sentences = sent["teacher"].0 + non_empty(0..60) + big.len() as u64;
+    assert_eq!(value("xlmc_sentences_total", &[("model", "teacher")]), teacher_sentences);
+    assert_eq!(value("xlmc_sentences_total", &[("model", "student")]), sent["student"].0 + non_empty(0..3));
+    assert!(value("xlmc_decode_steps_total", &[("model", "teacher")]) > 0);
+    assert_eq!(
+        value("xlmc_requests_total", &[("model", "teacher"), ("method", "Translate"), ("code", "NotFound")]),
+        1,
+        "the unknown language"
+    );
+}
