@@ -106,11 +106,20 @@ impl Job {
     }
 
     /// Says why it is dropped (a passed deadline is answered; a closed reply has no one to hear).
-    fn drop_now(self, now: Instant) {
-        if self.deadline.is_some_and(|d| now >= d) {
-            let _ = self.reply.send(Err(JobError::Deadline));
-        }
+    fn drop_now(self, now: Instant, model: &str) {
+        abandon(self.reply, self.deadline, now, model);
     }
+}
+
+/// Drops a sentence whose client left or whose deadline passed, counting why.
+fn abandon(reply: oneshot::Sender<Result<Done, JobError>>, deadline: Option<Instant>, now: Instant, model: &str) {
+    let reason = if deadline.is_some_and(|d| now >= d) {
+        let _ = reply.send(Err(JobError::Deadline));
+        "deadline"
+    } else {
+        "cancelled"
+    };
+    metrics::counter!(names::SENTENCES_ABANDONED_TOTAL, "model" => model.to_owned(), "reason" => reason).increment(1);
 }
 
 /// A translated sentence and its timeline.
@@ -289,7 +298,7 @@ impl<B: Backend> Engine<B> {
         let (keep, gone): (Vec<Job>, Vec<Job>) = self.queue.drain(..).partition(|job| !job.abandoned(now));
         self.queue = keep.into();
         for job in gone {
-            job.drop_now(now);
+            job.drop_now(now, &self.model);
         }
         self.waiting.fetch_sub(before - self.queue.len(), Ordering::SeqCst);
     }
@@ -409,9 +418,7 @@ impl<B: Backend> Engine<B> {
             state.search.leave(&mut step_model, &gone).map_err(|e| e.to_string())?;
             for id in gone {
                 let active = state.active.remove(&id).expect("listed above");
-                if active.deadline.is_some_and(|d| now >= d) {
-                    let _ = active.reply.send(Err(JobError::Deadline));
-                }
+                abandon(active.reply, active.deadline, now, &self.model);
             }
         }
         self.lanes.retain(|_, state| !state.search.is_empty());

@@ -2,7 +2,7 @@
 //! its tokenizer and its engine thread. A bundle that fails to load stays listed as FAILED with
 //! the reason (and NOT_SERVING in health); the others serve.
 
-use std::{collections::BTreeMap, path::Path};
+use std::{collections::BTreeMap, path::Path, sync::Arc};
 
 use xlmc_bundle::Bundle;
 use xlmc_proto::v1::{ListModelsResponse, ModelInfo, ModelRole, ModelState};
@@ -20,12 +20,12 @@ pub struct ServedModel {
     pub name: String,
     pub info: ModelInfo,
     /// Present while the model serves.
-    pub serving: Option<(Tokenizer, EngineHandle)>,
+    pub serving: Option<(Arc<Tokenizer>, EngineHandle)>,
 }
 
 impl ServedModel {
     /// The tokenizer and engine, or UNAVAILABLE with the reason the model is not serving.
-    pub fn engine(&self) -> Result<&(Tokenizer, EngineHandle), RequestError> {
+    pub fn engine(&self) -> Result<&(Arc<Tokenizer>, EngineHandle), RequestError> {
         self.serving.as_ref().ok_or_else(|| RequestError::ModelUnavailable {
             model: self.name.clone(),
             reason: self.info.state_reason.clone(),
@@ -170,7 +170,7 @@ fn load_one(name: &str, folder: &Path, options: &LoadOptions) -> anyhow::Result<
         state: ModelState::Serving as i32,
         ..Default::default()
     };
-    Ok(ServedModel { name: name.to_owned(), info, serving: Some((tokenizer, handle)) })
+    Ok(ServedModel { name: name.to_owned(), info, serving: Some((Arc::new(tokenizer), handle)) })
 }
 
 #[cfg(test)]

@@ -94,7 +94,7 @@ enum Slot {
 /// A request accepted by a model: its slots, and what turning results into replies needs.
 struct Submitted {
     model: String,
-    tokenizer: Tokenizer,
+    tokenizer: Arc<Tokenizer>,
     slots: Vec<Slot>,
     return_token_ids: bool,
 }

@@ -29,7 +29,9 @@ async fn server_translates_like_the_exporter_under_concurrent_load() {
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
     corpus_tokenizer_and_teacher_config(dir.path());
-    exporter(&["train", "--config", &path("teacher.toml"), "--max-updates", "40"]);
+    // Trained long enough to translate the word-for-word corpus (outputs as long as inputs), so
+    // a batch of long sentences really takes many steps.
+    exporter(&["train", "--config", &path("teacher.toml"), "--max-updates", "200"]);
     exporter(&["prune", "--teacher", &path("run/model"), "--keep", "2-1", "--out", &path("student")]);
     for (model, name) in [("run/model", "teacher"), ("student", "student")] {
         exporter(&["export", "--model", &path(model), "--out", &path(&format!("models/{name}"))]);
@@ -174,17 +176,59 @@ async fn server_translates_like_the_exporter_under_concurrent_load() {
     let reply = client.translate(request("student", &sentences[..3])).await.unwrap().into_inner();
     assert_eq!(reply.translations[0].text, expected["student"][0]);
 
+    // Step-level batching: short requests sent one after another while a 64-sentence request
+    // decodes join its batch and complete before it does (in static batching they would wait).
+    let wave: Vec<String> = sentences.iter().filter(|s| !s.is_empty()).take(64).cloned().collect();
+    let wave_request = request("teacher", &wave);
+    let wave_task = {
+        let mut client = client.clone();
+        tokio::spawn(async move { client.translate(wave_request).await })
+    };
+    let mut shorts_before = 0;
+    while !wave_task.is_finished() && shorts_before < 200 {
+        let reply = client.translate(request("teacher", &sentences[..1])).await.unwrap().into_inner();
+        if !wave_task.is_finished() {
+            shorts_before += 1;
+        }
+        assert_eq!(reply.translations[0].text, expected["teacher"][0], "one word: `{}`", sentences[0]);
+    }
+    let wave_reply = wave_task.await.unwrap().unwrap().into_inner();
+    let longest = wave_reply.translations.iter().map(|t| t.output_tokens).max().unwrap();
+    assert!(longest >= 4, "the wave needs several steps: {longest}");
+    assert!(shorts_before >= 1, "a short request completed while the wave was decoding");
+
+    // A cancelled call: its sentences leave the batch (counted as `cancelled`).
+    let cancelled = {
+        let mut client = client.clone();
+        let wave = request("teacher", &wave);
+        tokio::spawn(async move { client.translate(wave).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    cancelled.abort();
+    let abandoned = |reason: &str| -> u64 {
+        let (_, body) = http_get(server.metrics, "/metrics");
+        let labels = [("model", "teacher"), ("reason", reason)];
+        Exposition::parse(&body).value("xlmc_sentences_abandoned_total", &labels).unwrap_or(0.0) as u64
+    };
+    let mut waited = 0;
+    while abandoned("cancelled") == 0 && waited < 100 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        waited += 1;
+    }
+    assert!(abandoned("cancelled") > 0, "the cancelled request's sentences left the batch");
+
     // /metrics counts what was sent (the stream's sentences, the big and follow-up requests too).
     let (code, body) = http_get(server.metrics, "/metrics");
     assert_eq!(code, 200);
     let metrics = Exposition::parse(&body);
     let value = |name: &str, labels: &[(&str, &str)]| metrics.value(name, labels).unwrap_or(0.0) as u64;
     let ok = |model: &str| value("xlmc_requests_total", &[("model", model), ("method", "Translate"), ("code", "Ok")]);
-    assert_eq!(ok("teacher"), 3 * 8 + 1, "24 client rounds split between models, plus the big request");
+    assert!(ok("teacher") >= 3 * 8 + 2 + shorts_before, "24 client rounds, the big request, the wave and its shorts");
     assert_eq!(ok("student"), 3 * 8 + 1);
     let non_empty = |range: std::ops::Range<usize>| sentences[range].iter().filter(|s| !s.is_empty()).count() as u64;
-    let teacher_sentences = sent["teacher"].0 + non_empty(0..60) + big.len() as u64;
-    assert_eq!(value("xlmc_sentences_total", &[("model", "teacher")]), teacher_sentences);
+    let teacher_sentences = sent["teacher"].0 + non_empty(0..60) + big.len() as u64 + 64 + shorts_before;
+    // The cancelled wave's finished sentences count too; the shorts after the wave are not in shorts_before.
+    assert!(value("xlmc_sentences_total", &[("model", "teacher")]) >= teacher_sentences);
     assert_eq!(value("xlmc_sentences_total", &[("model", "student")]), sent["student"].0 + non_empty(0..3));
     assert!(value("xlmc_decode_steps_total", &[("model", "teacher")]) > 0);
     assert_eq!(
@@ -192,4 +236,29 @@ async fn server_translates_like_the_exporter_under_concurrent_load() {
         1,
         "the unknown language"
     );
+
+    drop(server);
+
+    // A deadline passing while the sentences wait: a server whose idle engines gather a batch for
+    // 3 s answers a 300 ms deadline with DEADLINE_EXCEEDED, and drops the sentences (`deadline`).
+    let slow = ServerProcess::start(&["--models", &path("models"), "--max-wait-us", "3000000"]);
+    let mut client = TranslatorClient::connect(slow.grpc_url()).await.expect("connect");
+    let mut hurried = tonic::Request::new(request("teacher", &sentences[..8]));
+    hurried.set_timeout(std::time::Duration::from_millis(300));
+    let status = client.translate(hurried).await.unwrap_err();
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    let mut dropped = 0;
+    for _ in 0..100 {
+        let (_, body) = http_get(slow.metrics, "/metrics");
+        let labels = [("model", "teacher"), ("reason", "deadline")];
+        dropped = Exposition::parse(&body).value("xlmc_sentences_abandoned_total", &labels).unwrap_or(0.0) as u64;
+        if dropped > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(dropped, 7, "the 7 non-empty sentences left at their deadline");
+    let (_, body) = http_get(slow.metrics, "/metrics");
+    let labels = [("model", "teacher"), ("method", "Translate"), ("code", "DeadlineExceeded")];
+    assert_eq!(Exposition::parse(&body).value("xlmc_requests_total", &labels), Some(1.0));
 }

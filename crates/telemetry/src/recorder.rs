@@ -14,6 +14,7 @@ pub mod names {
     pub const QUEUE_DEPTH: &str = "xlmc_queue_depth";
     pub const BATCH_SIZE: &str = "xlmc_batch_size";
     pub const SENTENCES_TOTAL: &str = "xlmc_sentences_total";
+    pub const SENTENCES_ABANDONED_TOTAL: &str = "xlmc_sentences_abandoned_total";
     pub const DECODE_STEPS_TOTAL: &str = "xlmc_decode_steps_total";
     pub const GENERATED_TOKENS_TOTAL: &str = "xlmc_generated_tokens_total";
     pub const MODELS_LOADED: &str = "xlmc_models_loaded";
@@ -51,6 +52,10 @@ fn describe_all() {
     describe_gauge!(QUEUE_DEPTH, "Sentences waiting to join a batch.");
     describe_histogram!(BATCH_SIZE, "Active rows per decoding step.");
     describe_counter!(SENTENCES_TOTAL, "Sentences translated.");
+    describe_counter!(
+        SENTENCES_ABANDONED_TOTAL,
+        "Sentences dropped before finishing, by reason: `cancelled` (the client left) or `deadline`."
+    );
     describe_counter!(DECODE_STEPS_TOTAL, "Decoder steps run.");
     describe_counter!(GENERATED_TOKENS_TOTAL, "Tokens generated (end-of-sentence excluded).");
     describe_gauge!(MODELS_LOADED, "Models currently serving.");
