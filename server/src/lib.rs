@@ -10,6 +10,7 @@ mod error;
 mod registry;
 mod service;
 mod settings;
+mod stats;
 
 use std::{net::SocketAddr, path::Path};
 
@@ -60,9 +61,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         health.set_service_status(&model.name, status).await;
     }
     metrics::gauge!(xlmc_telemetry::names::MODELS_LOADED).set(serving.len() as f64);
-    let translator = TranslatorServer::new(TranslatorService::new(Limits::from(&settings), registry))
-        .max_decoding_message_size(settings.max_message_bytes)
-        .max_encoding_message_size(settings.max_message_bytes);
+    let translator = TranslatorServer::new(
+        TranslatorService::new(Limits::from(&settings), registry).with_shadow_rate(settings.shadow_rate),
+    )
+    .max_decoding_message_size(settings.max_message_bytes)
+    .max_encoding_message_size(settings.max_message_bytes);
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(xlmc_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)

@@ -12,6 +12,7 @@ use xlmc_tokenizer::Tokenizer;
 use crate::{
     engine::{self, BatchLimits, EngineHandle},
     error::RequestError,
+    stats::LiveStats,
 };
 
 /// One served model.
@@ -21,6 +22,7 @@ pub struct ServedModel {
     pub info: ModelInfo,
     /// Present while the model serves.
     pub serving: Option<(Arc<Tokenizer>, EngineHandle)>,
+    pub stats: Arc<LiveStats>,
 }
 
 impl ServedModel {
@@ -80,6 +82,7 @@ impl Registry {
                             ..Default::default()
                         },
                         serving: None,
+                        stats: Default::default(),
                     }
                 }
             };
@@ -134,7 +137,11 @@ impl Registry {
 
     pub fn list(&self) -> ListModelsResponse {
         ListModelsResponse {
-            models: self.models.values().map(|m| m.info.clone()).collect(),
+            models: self
+                .models
+                .values()
+                .map(|m| ModelInfo { stats: Some(m.stats.snapshot()), ..m.info.clone() })
+                .collect(),
             default_model: self.default_model.clone().unwrap_or_default(),
         }
     }
@@ -170,7 +177,12 @@ fn load_one(name: &str, folder: &Path, options: &LoadOptions) -> anyhow::Result<
         state: ModelState::Serving as i32,
         ..Default::default()
     };
-    Ok(ServedModel { name: name.to_owned(), info, serving: Some((Arc::new(tokenizer), handle)) })
+    Ok(ServedModel {
+        name: name.to_owned(),
+        info,
+        serving: Some((Arc::new(tokenizer), handle)),
+        stats: Default::default(),
+    })
 }
 
 #[cfg(test)]

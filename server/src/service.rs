@@ -83,6 +83,7 @@ pub fn validate(request: &TranslateRequest, limits: &Limits) -> Result<(), Reque
 pub struct TranslatorService {
     limits: Arc<Limits>,
     registry: Arc<Registry>,
+    shadow_rate: f64,
 }
 
 /// One sentence of a request on its way: answered already (empty input) or decoding.
@@ -145,7 +146,48 @@ fn deadline(metadata: &tonic::metadata::MetadataMap, arrived: Instant) -> Option
 
 impl TranslatorService {
     pub fn new(limits: Limits, registry: Registry) -> Self {
-        Self { limits: Arc::new(limits), registry: Arc::new(registry) }
+        Self { limits: Arc::new(limits), registry: Arc::new(registry), shadow_rate: 0.0 }
+    }
+
+    /// Shadows this fraction of each student's requests with its teacher (`--shadow-rate`).
+    pub fn with_shadow_rate(mut self, rate: f64) -> Self {
+        self.shadow_rate = rate;
+        self
+    }
+
+    /// Counts a served request, and shadows it with the teacher when sampled: the teacher's
+    /// translation runs in the background, through the teacher's own queue, and only feeds the
+    /// statistics.
+    fn after_success(&self, request: &TranslateRequest, response: &TranslateResponse, seconds: f64) {
+        let Ok(model) = self.registry.resolve(&response.model) else { return };
+        let generated = response.translations.iter().map(|t| u64::from(t.output_tokens)).sum();
+        model.stats.record_request(response.translations.len() as u64, generated);
+        let teacher = model.info.teacher.clone();
+        if teacher.is_empty() || !model.stats.sample(self.shadow_rate) {
+            return;
+        }
+        let mut shadow = request.clone();
+        shadow.model = teacher.clone();
+        let outputs: Vec<Option<String>> = response
+            .translations
+            .iter()
+            .map(|t| (t.finish_reason != FinishReason::EmptyInput as i32).then(|| t.text.clone()))
+            .collect();
+        let (service, stats, student) = (self.clone(), model.stats.clone(), model.name.clone());
+        tokio::spawn(async move {
+            let started = Instant::now();
+            match service.translate_all(&shadow, started, None).await {
+                (_, Ok(reply)) => {
+                    let pairs: Vec<(String, String)> = outputs
+                        .into_iter()
+                        .zip(reply.translations)
+                        .filter_map(|(student, teacher)| Some((student?, teacher.text)))
+                        .collect();
+                    stats.record_shadow((&student, &teacher), &pairs, seconds, started.elapsed().as_secs_f64());
+                }
+                (_, Err(error)) => tracing::debug!(%student, %teacher, %error, "shadow translation skipped"),
+            }
+        });
     }
 
     /// Validates, resolves model and languages, tokenizes and queues every non-empty sentence.
@@ -274,6 +316,7 @@ impl Translator for TranslatorService {
         match result {
             Ok(response) => {
                 record("Translate", model, tonic::Code::Ok, started);
+                self.after_success(&request, &response, started.elapsed().as_secs_f64());
                 Ok(Response::new(response))
             }
             Err(error) => {

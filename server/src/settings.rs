@@ -74,6 +74,11 @@ pub struct Settings {
     #[arg(long, env = "XLMC_DEFAULT_MODEL")]
     pub default_model: Option<String>,
 
+    /// Fraction of student requests also translated by the teacher, off the critical path, to
+    /// track student-vs-teacher BLEU and latency (`ListModels` stats, `xlmc_shadow_*` gauges).
+    #[arg(long, env = "XLMC_SHADOW_RATE", default_value_t = 0.0)]
+    pub shadow_rate: f64,
+
     /// Largest gRPC message accepted, in bytes; larger ones are refused by the transport.
     #[arg(long, env = "XLMC_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_message_bytes: usize,
@@ -106,6 +111,7 @@ impl Settings {
         ensure!(self.max_beam_size > 0, "--max-beam-size must be at least 1");
         ensure!(self.max_batch_sentences > 0, "--max-batch-sentences must be at least 1");
         ensure!(self.max_source_tokens > 0, "--max-source-tokens must be at least 1");
+        ensure!((0.0..=1.0).contains(&self.shadow_rate), "--shadow-rate {} must be within 0..=1", self.shadow_rate);
         ensure!(
             self.max_sentence_bytes <= self.max_message_bytes,
             "--max-sentence-bytes ({}) cannot exceed --max-message-bytes ({})",

@@ -70,8 +70,16 @@ async fn server_translates_like_the_exporter_under_concurrent_load() {
         expected.insert(name, lines);
     }
 
-    let server =
-        ServerProcess::start(&["--models", &path("models"), "--max-wait-us", "1000", "--max-batch-sentences", "16"]);
+    let server = ServerProcess::start(&[
+        "--models",
+        &path("models"),
+        "--max-wait-us",
+        "1000",
+        "--max-batch-sentences",
+        "16",
+        "--shadow-rate",
+        "1",
+    ]);
     let mut client = TranslatorClient::connect(server.grpc_url()).await.expect("connect");
 
     let models = client.list_models(ListModelsRequest {}).await.unwrap().into_inner();
@@ -122,10 +130,18 @@ async fn server_translates_like_the_exporter_under_concurrent_load() {
         }));
     }
     let mut sent = std::collections::HashMap::<&str, (u64, u64)>::new();
+    let mut shadowed: Vec<usize> = Vec::new();
+    let mut student_sentences = 0;
     for task in tasks {
         for (model, i, t) in task.await.unwrap() {
             assert_eq!(t.text, expected[model][i], "{model} sentence {i} `{}`", sentences[i]);
             let entry = sent.entry(model).or_default();
+            if model == "student" {
+                student_sentences += 1;
+                if !sentences[i].is_empty() {
+                    shadowed.push(i);
+                }
+            }
             if sentences[i].is_empty() {
                 assert_eq!(t.finish_reason, FinishReason::EmptyInput as i32);
             } else {
@@ -135,6 +151,29 @@ async fn server_translates_like_the_exporter_under_concurrent_load() {
             }
         }
     }
+
+    // --shadow-rate 1: every student request was also translated by the teacher in the
+    // background; the student's shadow BLEU is corpus BLEU of its outputs against the teacher's.
+    let mut stats = Default::default();
+    for _ in 0..200 {
+        let models = client.list_models(ListModelsRequest {}).await.unwrap().into_inner();
+        stats = models.models.into_iter().find(|m| m.name == "student").unwrap().stats.unwrap();
+        if stats.shadow_samples as usize == shadowed.len() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(stats.shadow_samples as usize, shadowed.len(), "{stats:?}");
+    assert_eq!(stats.requests, 24);
+    assert_eq!(stats.sentences, student_sentences);
+    let hypotheses: Vec<&str> = shadowed.iter().map(|&i| expected["student"][i].as_str()).collect();
+    let references: Vec<&str> = shadowed.iter().map(|&i| expected["teacher"][i].as_str()).collect();
+    let bleu = xlmc_scoring::corpus_bleu(&hypotheses, &references).unwrap().score;
+    assert!((stats.shadow_bleu - bleu).abs() < 1e-9, "{} vs {bleu}", stats.shadow_bleu);
+    assert!(stats.shadow_latency_ratio > 0.0, "{stats:?}");
+    let (_, body) = http_get(server.metrics, "/metrics");
+    let gauge = Exposition::parse(&body).value("xlmc_shadow_bleu", &[("student", "student"), ("teacher", "teacher")]);
+    assert!((gauge.unwrap() - bleu).abs() < 1e-9, "{gauge:?} vs {bleu}");
 
     // A stream of three requests: every sentence arrives once, tagged, with the same text.
     let messages: Vec<TranslateStreamRequest> = (0..3)
@@ -241,12 +280,17 @@ async fn server_translates_like_the_exporter_under_concurrent_load() {
 
     // A deadline passing while the sentences wait: a server whose idle engines gather a batch for
     // 3 s answers a 300 ms deadline with DEADLINE_EXCEEDED, and drops the sentences (`deadline`).
-    let slow = ServerProcess::start(&["--models", &path("models"), "--max-wait-us", "3000000"]);
+    let slow =
+        ServerProcess::start(&["--models", &path("models"), "--max-wait-us", "3000000", "--max-queue-sentences", "10"]);
     let mut client = TranslatorClient::connect(slow.grpc_url()).await.expect("connect");
     let mut hurried = tonic::Request::new(request("teacher", &sentences[..8]));
     hurried.set_timeout(std::time::Duration::from_millis(300));
     let status = client.translate(hurried).await.unwrap_err();
     assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    // The queue is bounded: more sentences than it holds are refused whole, naming the flag.
+    let status = client.translate(request("student", &sentences[..12])).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains("--max-queue-sentences"), "{status:?}");
     let mut dropped = 0;
     for _ in 0..100 {
         let (_, body) = http_get(slow.metrics, "/metrics");
