@@ -157,6 +157,9 @@ pub struct BatchLimits {
     pub max_queue: usize,
     /// Server-wide cap on generated tokens per sentence.
     pub max_output_tokens: usize,
+    /// Admit sentences into a running batch (continuous batching); false waits until the batch
+    /// is empty (static batching, for comparison).
+    pub continuous: bool,
 }
 
 /// The submitting side of an engine; cheap to clone.
@@ -320,6 +323,9 @@ impl<B: Backend> Engine<B> {
     /// an empty batch); each lane's newcomers are encoded together.
     fn admit(&mut self) -> Result<(), String> {
         let (mut rows, mut tokens) = self.load();
+        if rows > 0 && !self.limits.continuous {
+            return Ok(());
+        }
         let mut joining: HashMap<(Lane, Option<usize>), Vec<Job>> = HashMap::new();
         while let Some(job) = self.queue.front() {
             let job_rows = job.lane.beam_size;

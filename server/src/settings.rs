@@ -53,6 +53,11 @@ pub struct Settings {
     #[arg(long, env = "XLMC_MAX_WAIT_US", default_value_t = 2000)]
     pub max_wait_us: u64,
 
+    /// `continuous`: sentences join and leave the running batch at every step; `static`: a batch
+    /// runs until its last sentence finishes before the next one starts (for comparison).
+    #[arg(long, env = "XLMC_BATCHING", default_value = "continuous", value_parser = ["continuous", "static"])]
+    pub batching: String,
+
     /// Most sentences waiting per model; beyond it requests get RESOURCE_EXHAUSTED.
     #[arg(long, env = "XLMC_MAX_QUEUE_SENTENCES", default_value_t = 4096)]
     pub max_queue_sentences: usize,
@@ -99,6 +104,7 @@ impl Settings {
                 max_wait: std::time::Duration::from_micros(self.max_wait_us),
                 max_queue: self.max_queue_sentences,
                 max_output_tokens: self.max_output_tokens as usize,
+                continuous: self.batching == "continuous",
             },
             teacher: self.teacher.clone(),
             default_model: self.default_model.clone(),

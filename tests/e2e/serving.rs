@@ -305,4 +305,24 @@ async fn server_translates_like_the_exporter_under_concurrent_load() {
     let (_, body) = http_get(slow.metrics, "/metrics");
     let labels = [("model", "teacher"), ("method", "Translate"), ("code", "DeadlineExceeded")];
     assert_eq!(Exposition::parse(&body).value("xlmc_requests_total", &labels), Some(1.0));
+    drop(slow);
+
+    // The load generator starts the server per batching mode and reports both on the same load.
+    let out = std::process::Command::new(xlmc_tests::binary("loadgen"))
+        .env_clear()
+        .env("RUST_LOG", "warn")
+        .args(["--models", &path("models"), "--input", &path("in.en"), "--concurrency", "4", "--requests", "40"])
+        .args(["--duration", "60"])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "loadgen: {table}{}", String::from_utf8_lossy(&out.stderr));
+    for mode in ["continuous", "static"] {
+        let row = table.lines().find(|l| l.starts_with(&format!("| {mode} |"))).unwrap_or_else(|| panic!("{table}"));
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        assert_eq!((cells[2], cells[3]), ("40", "0"), "40 requests, no errors: {row}");
+        let p50: f64 = cells[6].parse().unwrap();
+        let p99: f64 = cells[8].parse().unwrap();
+        assert!(p50 > 0.0 && p50 <= p99, "{row}");
+    }
 }

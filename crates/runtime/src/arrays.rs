@@ -52,3 +52,46 @@ pub(crate) fn pad_axis<T: Clone, D: Dimension + RemoveAxis>(
     let padding = Array::from_elem(shape, fill);
     concat(axis, &[array.view(), padding.view()])
 }
+
+/// The columns of `mask` [rows, cols] that some row uses: from the first column any row has
+/// `true` in to one past the last. With no `true` at all the range is empty (at `cols`).
+pub(crate) fn used_columns(mask: &ndarray::Array2<bool>) -> std::ops::Range<usize> {
+    let mut first = mask.ncols();
+    let mut end = 0;
+    for row in mask.rows() {
+        if let Some(f) = row.iter().position(|&m| m) {
+            first = first.min(f);
+            end = end.max(row.iter().rposition(|&m| m).expect("has a true") + 1);
+        }
+    }
+    if end == 0 { mask.ncols()..mask.ncols() } else { first..end }
+}
+
+/// `array` restricted to `range` along `axis`, row-major (a no-op when the range is everything).
+pub(crate) fn keep_range<T: Clone, D: Dimension + RemoveAxis>(
+    array: Array<T, D>,
+    axis: usize,
+    range: std::ops::Range<usize>,
+) -> Array<T, D> {
+    if range.start == 0 && range.end == array.len_of(Axis(axis)) {
+        return array;
+    }
+    array.slice_axis(Axis(axis), ndarray::Slice::from(range)).as_standard_layout().into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::array;
+
+    use super::*;
+
+    #[test]
+    fn used_columns_span_every_rows_true_values() {
+        let mask = array![[false, false, true, true], [false, true, true, false]];
+        assert_eq!(used_columns(&mask), 1..4);
+        assert_eq!(used_columns(&array![[false, false], [false, false]]), 2..2);
+        let kept = keep_range(array![[1, 2, 3, 4], [5, 6, 7, 8]], 1, 1..3);
+        assert_eq!(kept, array![[2, 3], [6, 7]]);
+        assert!(kept.is_standard_layout());
+    }
+}

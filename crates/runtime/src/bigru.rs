@@ -11,7 +11,7 @@ use xlmc_decoding::{StepModel, xlm_source_layout};
 
 use crate::{
     DECODER_FILE, ENCODER_FILE, RuntimeError, SessionOptions,
-    arrays::{concat, output, pad_axis, view},
+    arrays::{concat, keep_range, output, pad_axis, used_columns, view},
     environment,
 };
 
@@ -118,6 +118,11 @@ impl StepModel for OrtBiGruTranslator<'_> {
         state.encoded = state.encoded.select(Axis(0), rows);
         state.keys = state.keys.select(Axis(0), rows);
         state.source_mask = state.source_mask.select(Axis(0), rows);
+        // Source padding no remaining row needs goes (it only grows under continuous batching).
+        let source = 0..used_columns(&state.source_mask).end;
+        state.source_mask = keep_range(std::mem::take(&mut state.source_mask), 1, source.clone());
+        state.encoded = keep_range(std::mem::take(&mut state.encoded), 1, source.clone());
+        state.keys = keep_range(std::mem::take(&mut state.keys), 1, source);
         Ok(())
     }
 

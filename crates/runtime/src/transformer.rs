@@ -12,7 +12,7 @@ use xlmc_decoding::{StepModel, xlm_source_layout};
 
 use crate::{
     RuntimeError, SessionOptions,
-    arrays::{concat, output, pad_axis, view},
+    arrays::{concat, keep_range, output, pad_axis, used_columns, view},
     environment,
 };
 
@@ -169,6 +169,22 @@ impl StepModel for OrtTranslator<'_> {
         for (k, v) in state.cross.iter_mut().chain(state.past.iter_mut()) {
             *k = k.select(Axis(0), rows);
             *v = v.select(Axis(0), rows);
+        }
+        // Columns no remaining row attends to go: under continuous batching the cached steps
+        // (padding in front of rows that joined later) and the source width (padding after
+        // shorter sources) would otherwise only ever grow. Masked columns add exact zeros, so
+        // dropping them changes no number.
+        let steps = used_columns(&state.self_mask);
+        let source = 0..used_columns(&state.source_mask).end;
+        state.self_mask = keep_range(std::mem::take(&mut state.self_mask), 1, steps.clone());
+        state.source_mask = keep_range(std::mem::take(&mut state.source_mask), 1, source.clone());
+        for (k, v) in state.past.iter_mut() {
+            *k = keep_range(std::mem::take(k), 2, steps.clone());
+            *v = keep_range(std::mem::take(v), 2, steps.clone());
+        }
+        for (k, v) in state.cross.iter_mut() {
+            *k = keep_range(std::mem::take(k), 2, source.clone());
+            *v = keep_range(std::mem::take(v), 2, source.clone());
         }
         Ok(())
     }

@@ -1,0 +1,200 @@
+//! `loadgen`: a bounded gRPC load generator for the xlmc server.
+//!
+//! N concurrent clients each send one-sentence `Translate` requests (sentences from `--input`,
+//! round robin) until `--duration` or `--requests` is reached, and the tool prints throughput and
+//! latency percentiles as a Markdown table. With `--models DIR` it starts the sibling `server`
+//! binary itself, once per batching mode (`--batching continuous,static`), so the two compare on
+//! the same load; with `--addr` it measures a running server.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail, ensure};
+use clap::Parser;
+use xlmc_proto::v1::{TranslateRequest, translator_client::TranslatorClient};
+
+#[derive(Debug, Parser)]
+#[command(name = "loadgen", about = "Bounded gRPC load for the xlmc server: throughput and latency percentiles")]
+struct Args {
+    /// A running server (`http://127.0.0.1:50051`); or use --models.
+    #[arg(long)]
+    addr: Option<String>,
+    /// Start the sibling `server` binary on this models folder, once per --batching mode.
+    #[arg(long)]
+    models: Option<PathBuf>,
+    /// Batching modes to compare when starting the server.
+    #[arg(long, value_delimiter = ',', default_value = "continuous,static")]
+    batching: Vec<String>,
+    /// Extra flags for the started server (e.g. `--max-batch-sentences=32`).
+    #[arg(long, allow_hyphen_values = true)]
+    server_arg: Vec<String>,
+    /// Model name (empty: the server's default).
+    #[arg(long, default_value = "")]
+    model: String,
+    /// Source sentences, one per line.
+    #[arg(long)]
+    input: PathBuf,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Stop after this many seconds…
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// …or this many requests, whichever comes first.
+    #[arg(long, default_value_t = 1000)]
+    requests: usize,
+}
+
+struct Outcome {
+    latencies: Vec<Duration>,
+    generated_tokens: u64,
+    errors: usize,
+    elapsed: Duration,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    ensure!(args.concurrency > 0, "--concurrency must be at least 1");
+    let text = std::fs::read_to_string(&args.input).with_context(|| format!("--input {}", args.input.display()))?;
+    let sentences: Arc<Vec<String>> =
+        Arc::new(text.lines().filter(|l| !l.trim().is_empty()).map(str::to_owned).collect());
+    ensure!(!sentences.is_empty(), "--input {}: no sentences", args.input.display());
+    println!(
+        "{} clients, one sentence per request, up to {} requests or {:.0} s\n",
+        args.concurrency, args.requests, args.duration
+    );
+    println!("| batching | requests | errors | sentences/s | tokens/s | p50 ms | p95 ms | p99 ms |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    match (&args.addr, &args.models) {
+        (Some(addr), None) => report("(running server)", &run(&args, addr.clone(), sentences).await?),
+        (None, Some(models)) => {
+            for mode in &args.batching {
+                let server = StartedServer::start(models, mode, &args.server_arg)?;
+                let outcome = run(&args, server.url.clone(), sentences.clone()).await;
+                drop(server);
+                report(mode, &outcome?);
+            }
+        }
+        _ => bail!("give exactly one of --addr and --models"),
+    }
+    Ok(())
+}
+
+async fn run(args: &Args, url: String, sentences: Arc<Vec<String>>) -> anyhow::Result<Outcome> {
+    let client = TranslatorClient::connect(url.clone()).await.with_context(|| format!("connecting to {url}"))?;
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(args.duration);
+    let issued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..args.concurrency {
+        let (mut client, sentences, issued, model) =
+            (client.clone(), sentences.clone(), issued.clone(), args.model.clone());
+        let limit = args.requests;
+        tasks.push(tokio::spawn(async move {
+            let (mut latencies, mut tokens, mut errors) = (Vec::new(), 0u64, 0usize);
+            loop {
+                let n = issued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if n >= limit || Instant::now() >= deadline {
+                    break;
+                }
+                let request = TranslateRequest {
+                    model: model.clone(),
+                    sentences: vec![sentences[n % sentences.len()].clone()],
+                    ..Default::default()
+                };
+                let sent = Instant::now();
+                match client.translate(request).await {
+                    Ok(reply) => {
+                        latencies.push(sent.elapsed());
+                        tokens +=
+                            reply.into_inner().translations.iter().map(|t| u64::from(t.output_tokens)).sum::<u64>();
+                    }
+                    Err(_) => errors += 1,
+                }
+            }
+            (latencies, tokens, errors)
+        }));
+    }
+    let mut outcome = Outcome { latencies: Vec::new(), generated_tokens: 0, errors: 0, elapsed: Duration::ZERO };
+    for task in tasks {
+        let (latencies, tokens, errors) = task.await?;
+        outcome.latencies.extend(latencies);
+        outcome.generated_tokens += tokens;
+        outcome.errors += errors;
+    }
+    outcome.elapsed = started.elapsed();
+    Ok(outcome)
+}
+
+fn report(label: &str, outcome: &Outcome) {
+    let mut sorted = outcome.latencies.clone();
+    sorted.sort();
+    let percentile = |p: f64| -> f64 {
+        if sorted.is_empty() {
+            return f64::NAN;
+        }
+        let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+        sorted[rank.clamp(1, sorted.len()) - 1].as_secs_f64() * 1000.0
+    };
+    let seconds = outcome.elapsed.as_secs_f64();
+    println!(
+        "| {label} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
+        sorted.len(),
+        outcome.errors,
+        sorted.len() as f64 / seconds,
+        outcome.generated_tokens as f64 / seconds,
+        percentile(50.0),
+        percentile(95.0),
+        percentile(99.0)
+    );
+}
+
+/// The sibling `server` binary on 127.0.0.1:0, stopped on drop.
+struct StartedServer {
+    child: Child,
+    url: String,
+}
+
+impl StartedServer {
+    fn start(models: &std::path::Path, batching: &str, extra: &[String]) -> anyhow::Result<Self> {
+        let exe = std::env::current_exe()?;
+        let server = exe.with_file_name("server");
+        let mut child = Command::new(&server)
+            .args(["--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--batching", batching])
+            .arg("--models")
+            .arg(models)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", server.display()))?;
+        let stdout = child.stdout.take().context("server stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let ready = loop {
+            match lines.next() {
+                Some(Ok(line)) if line.starts_with(xlmc_server::READY_PREFIX) => break line,
+                Some(_) => continue,
+                None => bail!("{} exited before it was ready", server.display()),
+            }
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        let grpc = ready
+            .split_whitespace()
+            .find_map(|f| f.strip_prefix("grpc="))
+            .with_context(|| format!("no grpc= in `{ready}`"))?;
+        Ok(Self { child, url: format!("http://{grpc}") })
+    }
+}
+
+impl Drop for StartedServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
