@@ -30,6 +30,8 @@ pub enum RequestError {
         "model `{model}` has {waiting} sentences waiting; the limit is {limit} (--max-queue-sentences): retry later"
     )]
     QueueFull { model: String, waiting: usize, limit: usize },
+    #[error("the server is still loading its models; retry shortly")]
+    Loading,
     #[error("deadline exceeded")]
     Deadline,
     #[error("{0}")]
@@ -42,7 +44,7 @@ impl RequestError {
             RequestError::UnknownModel { .. } | RequestError::NoModels | RequestError::UnknownLanguage { .. } => {
                 Code::NotFound
             }
-            RequestError::ModelUnavailable { .. } => Code::Unavailable,
+            RequestError::ModelUnavailable { .. } | RequestError::Loading => Code::Unavailable,
             RequestError::QueueFull { .. } => Code::ResourceExhausted,
             RequestError::Deadline => Code::DeadlineExceeded,
             RequestError::Internal(_) => Code::Internal,

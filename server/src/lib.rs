@@ -5,6 +5,7 @@
 //! serves until SIGTERM or Ctrl-C, after which health turns NOT_SERVING, new connections are
 //! refused and in-flight requests finish.
 
+mod auth;
 mod engine;
 mod error;
 mod registry;
@@ -12,7 +13,11 @@ mod service;
 mod settings;
 mod stats;
 
-use std::{net::SocketAddr, path::Path};
+use std::{
+    net::SocketAddr,
+    path::Path,
+    sync::{Arc, OnceLock},
+};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -46,6 +51,50 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let handle = xlmc_telemetry::install_metrics()?;
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_service_status("", ServingStatus::NotServing).await;
+    health.set_not_serving::<TranslatorServer<TranslatorService>>().await;
+
+    // gRPC serves from here on (health answers NOT_SERVING) while the models load below.
+    let models = Arc::new(OnceLock::new());
+    let translator = TranslatorServer::new(
+        TranslatorService::new(Limits::from(&settings), models.clone()).with_shadow_rate(settings.shadow_rate),
+    )
+    .max_decoding_message_size(settings.max_message_bytes)
+    .max_encoding_message_size(settings.max_message_bytes);
+    let translator = tonic::service::interceptor::InterceptedService::new(
+        translator,
+        auth::BearerToken::new(settings.auth_token.clone()),
+    );
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(xlmc_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("building the reflection service")?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let metrics_task = tokio::spawn(xlmc_telemetry::serve_metrics(metrics_listener, handle, wait_for(stop_rx.clone())));
+    let signal = shutdown_signal()?;
+    let (loaded_tx, loaded_rx) = tokio::sync::oneshot::channel::<Vec<String>>();
+    let shutdown = {
+        let health = health.clone();
+        async move {
+            signal.await;
+            tracing::info!("shutting down: health NOT_SERVING, finishing in-flight requests");
+            health.set_not_serving::<TranslatorServer<TranslatorService>>().await;
+            health.set_service_status("", ServingStatus::NotServing).await;
+            if let Ok(serving) = loaded_rx.await {
+                for model in &serving {
+                    health.set_service_status(model, ServingStatus::NotServing).await;
+                }
+            }
+            let _ = stop_tx.send(true);
+        }
+    };
+    let grpc = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(translator)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), shutdown),
+    );
 
     let registry = match &settings.models {
         Some(dir) => {
@@ -61,42 +110,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         health.set_service_status(&model.name, status).await;
     }
     metrics::gauge!(xlmc_telemetry::names::MODELS_LOADED).set(serving.len() as f64);
-    let translator = TranslatorServer::new(
-        TranslatorService::new(Limits::from(&settings), registry).with_shadow_rate(settings.shadow_rate),
-    )
-    .max_decoding_message_size(settings.max_message_bytes)
-    .max_encoding_message_size(settings.max_message_bytes);
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(xlmc_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .context("building the reflection service")?;
-
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let metrics_task = tokio::spawn(xlmc_telemetry::serve_metrics(metrics_listener, handle, wait_for(stop_rx.clone())));
-
+    let _ = models.set(registry);
+    let _ = loaded_tx.send(serving);
     health.set_serving::<TranslatorServer<TranslatorService>>().await;
     health.set_service_status("", ServingStatus::Serving).await;
-    let signal = shutdown_signal()?;
     announce(grpc_addr, metrics_addr, &onnxruntime);
 
-    let shutdown = async move {
-        signal.await;
-        tracing::info!("shutting down: health NOT_SERVING, finishing in-flight requests");
-        health.set_not_serving::<TranslatorServer<TranslatorService>>().await;
-        health.set_service_status("", ServingStatus::NotServing).await;
-        for model in &serving {
-            health.set_service_status(model, ServingStatus::NotServing).await;
-        }
-        let _ = stop_tx.send(true);
-    };
-    tonic::transport::Server::builder()
-        .add_service(health_service)
-        .add_service(reflection)
-        .add_service(translator)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), shutdown)
-        .await
-        .context("gRPC server")?;
+    grpc.await.context("gRPC server task")?.context("gRPC server")?;
     metrics_task.await.context("metrics endpoint task")??;
     tracing::info!("stopped");
     Ok(())

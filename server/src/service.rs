@@ -4,7 +4,7 @@ use std::{
     collections::HashSet,
     pin::Pin,
     sync::{
-        Arc,
+        Arc, OnceLock,
         atomic::{AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
@@ -82,7 +82,8 @@ pub fn validate(request: &TranslateRequest, limits: &Limits) -> Result<(), Reque
 #[derive(Debug, Clone)]
 pub struct TranslatorService {
     limits: Arc<Limits>,
-    registry: Arc<Registry>,
+    /// Set once the models are loaded; requests before that get UNAVAILABLE.
+    models: Arc<OnceLock<Registry>>,
     shadow_rate: f64,
 }
 
@@ -145,8 +146,12 @@ fn deadline(metadata: &tonic::metadata::MetadataMap, arrived: Instant) -> Option
 }
 
 impl TranslatorService {
-    pub fn new(limits: Limits, registry: Registry) -> Self {
-        Self { limits: Arc::new(limits), registry: Arc::new(registry), shadow_rate: 0.0 }
+    pub fn new(limits: Limits, models: Arc<OnceLock<Registry>>) -> Self {
+        Self { limits: Arc::new(limits), models, shadow_rate: 0.0 }
+    }
+
+    fn registry(&self) -> Result<&Registry, RequestError> {
+        self.models.get().ok_or(RequestError::Loading)
     }
 
     /// Shadows this fraction of each student's requests with its teacher (`--shadow-rate`).
@@ -159,7 +164,7 @@ impl TranslatorService {
     /// translation runs in the background, through the teacher's own queue, and only feeds the
     /// statistics.
     fn after_success(&self, request: &TranslateRequest, response: &TranslateResponse, seconds: f64) {
-        let Ok(model) = self.registry.resolve(&response.model) else { return };
+        let Ok(model) = self.registry().and_then(|r| r.resolve(&response.model)) else { return };
         let generated = response.translations.iter().map(|t| u64::from(t.output_tokens)).sum();
         model.stats.record_request(response.translations.len() as u64, generated);
         let teacher = model.info.teacher.clone();
@@ -199,7 +204,7 @@ impl TranslatorService {
     ) -> Result<Submitted, (String, RequestError)> {
         let unknown = |e| (UNKNOWN_MODEL_LABEL.to_owned(), e);
         validate(request, &self.limits).map_err(unknown)?;
-        let model = self.registry.resolve(&request.model).map_err(unknown)?;
+        let model = self.registry().and_then(|r| r.resolve(&request.model)).map_err(unknown)?;
         let named = |e| (model.name.clone(), e);
         let (tokenizer, engine) = model.engine().map_err(named)?;
         let languages = tokenizer.languages();
@@ -411,7 +416,7 @@ impl Translator for TranslatorService {
     }
 
     async fn list_models(&self, _request: Request<ListModelsRequest>) -> Result<Response<ListModelsResponse>, Status> {
-        Ok(Response::new(self.registry.list()))
+        Ok(Response::new(self.registry()?.list()))
     }
 }
 

@@ -84,6 +84,11 @@ pub struct Settings {
     #[arg(long, env = "XLMC_SHADOW_RATE", default_value_t = 0.0)]
     pub shadow_rate: f64,
 
+    /// Require `authorization: Bearer <token>` on xlmc.v1 calls (health and reflection stay
+    /// open for probes). Prefer the environment variable to keep it out of `ps`.
+    #[arg(long, env = "XLMC_AUTH_TOKEN", hide_env_values = true)]
+    pub auth_token: Option<String>,
+
     /// Largest gRPC message accepted, in bytes; larger ones are refused by the transport.
     #[arg(long, env = "XLMC_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_message_bytes: usize,
@@ -117,6 +122,7 @@ impl Settings {
         ensure!(self.max_beam_size > 0, "--max-beam-size must be at least 1");
         ensure!(self.max_batch_sentences > 0, "--max-batch-sentences must be at least 1");
         ensure!(self.max_source_tokens > 0, "--max-source-tokens must be at least 1");
+        ensure!(self.auth_token.as_ref().is_none_or(|t| !t.is_empty()), "--auth-token must not be empty");
         ensure!((0.0..=1.0).contains(&self.shadow_rate), "--shadow-rate {} must be within 0..=1", self.shadow_rate);
         ensure!(
             self.max_sentence_bytes <= self.max_message_bytes,

@@ -125,3 +125,21 @@ async fn sigterm_stops_the_server_cleanly() {
     assert!(status.success(), "exit status {status:?}");
     assert!(TranslatorClient::connect(url).await.is_err(), "nothing listens after shutdown");
 }
+
+#[tokio::test]
+async fn a_bearer_token_guards_the_translator_but_not_health() {
+    let server = ServerProcess::start(&["--auth-token", "s3cret"]);
+    let mut client = TranslatorClient::connect(server.grpc_url()).await.expect("connect");
+    let status = client.list_models(ListModelsRequest {}).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert!(status.message().contains("--auth-token"), "{status:?}");
+    let mut wrong = tonic::Request::new(ListModelsRequest {});
+    wrong.metadata_mut().insert("authorization", "Bearer guess".parse().unwrap());
+    assert_eq!(client.list_models(wrong).await.unwrap_err().code(), Code::Unauthenticated);
+    let mut right = tonic::Request::new(ListModelsRequest {});
+    right.metadata_mut().insert("authorization", "Bearer s3cret".parse().unwrap());
+    client.list_models(right).await.expect("the right token passes");
+    let mut health = HealthClient::new(channel(&server).await);
+    let reply = health.check(HealthCheckRequest { service: String::new() }).await.expect("probes need no token");
+    assert_eq!(reply.into_inner().status(), ServingStatus::Serving);
+}

@@ -325,4 +325,20 @@ async fn server_translates_like_the_exporter_under_concurrent_load() {
         let p99: f64 = cells[8].parse().unwrap();
         assert!(p50 > 0.0 && p50 <= p99, "{row}");
     }
+
+    // SIGTERM with a request in flight: the request completes, then the server exits 0.
+    let server = ServerProcess::start(&["--models", &path("models")]);
+    let mut client = TranslatorClient::connect(server.grpc_url()).await.expect("connect");
+    let wave: Vec<String> = sentences.iter().take(64).cloned().collect();
+    let in_flight = {
+        let wave = request("teacher", &wave);
+        tokio::spawn(async move { client.translate(wave).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    let status = tokio::task::spawn_blocking(move || server.terminate()).await.unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    let reply = in_flight.await.unwrap().expect("the in-flight request finished").into_inner();
+    let texts: Vec<&str> = reply.translations.iter().map(|t| t.text.as_str()).collect();
+    let wanted: Vec<&str> = expected["teacher"][..64].iter().map(String::as_str).collect();
+    assert_eq!(texts, wanted);
 }
