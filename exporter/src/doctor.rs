@@ -41,7 +41,7 @@ impl fmt::Display for Report {
 pub fn check(args: &DoctorArgs) -> anyhow::Result<Report> {
     let mut report = Report::default();
     // Before any CUDA query: libtorch remembers the first answer.
-    let cuda_library = torch_device::load_cuda();
+    let cuda_library = xlmc_torch_device::load_cuda();
     let cuda_devices = tch::Cuda::device_count();
     report.add("libtorch", format!("tch {} for torch 2.11.0, {} CPU threads", tch_version(), tch::get_num_threads()));
     report.add(

@@ -12,6 +12,8 @@ mod registry;
 mod service;
 mod settings;
 mod stats;
+#[cfg(feature = "torch")]
+mod torch_backend;
 
 use std::{
     net::SocketAddr,

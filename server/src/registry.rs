@@ -15,6 +15,9 @@ use crate::{
     stats::LiveStats,
 };
 
+/// What marks a libtorch model folder (served by the `torch` feature's backend).
+const MODEL_CONFIG_FILE: &str = "config.json";
+
 /// One served model.
 #[derive(Debug)]
 pub struct ServedModel {
@@ -59,7 +62,7 @@ impl Registry {
             .map_err(|e| anyhow::anyhow!("--models {}: {e}", dir.display()))?
             .filter_map(Result::ok)
             .map(|e| e.path())
-            .filter(|p| p.join(xlmc_bundle::MANIFEST_FILE).is_file())
+            .filter(|p| p.join(xlmc_bundle::MANIFEST_FILE).is_file() || p.join(MODEL_CONFIG_FILE).is_file())
             .collect();
         folders.sort();
         let mut registry = Registry::default();
@@ -159,7 +162,50 @@ impl Registry {
     }
 }
 
+/// Total size of the files directly in `folder`.
+fn folder_bytes(folder: &Path) -> u64 {
+    std::fs::read_dir(folder)
+        .map(|entries| entries.filter_map(Result::ok).filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+        .unwrap_or(0)
+}
+
+/// A libtorch model folder, served by tch (feature `torch`).
+#[cfg(feature = "torch")]
+fn load_model_folder(name: &str, folder: &Path, options: &LoadOptions) -> anyhow::Result<ServedModel> {
+    let (tokenizer, handle, architecture, device) =
+        crate::torch_backend::load(name, folder, options.session.cuda, options.batch)?;
+    let info = ModelInfo {
+        name: name.to_owned(),
+        architecture: architecture.to_owned(),
+        languages: tokenizer.languages().to_vec(),
+        bundle_bytes: folder_bytes(folder),
+        backend: "libtorch".into(),
+        device,
+        state: ModelState::Serving as i32,
+        ..Default::default()
+    };
+    Ok(ServedModel {
+        name: name.to_owned(),
+        info,
+        serving: Some((Arc::new(tokenizer), handle)),
+        stats: Default::default(),
+    })
+}
+
+#[cfg(not(feature = "torch"))]
+fn load_model_folder(_name: &str, folder: &Path, _options: &LoadOptions) -> anyhow::Result<ServedModel> {
+    anyhow::bail!(
+        "{}: a libtorch model folder ({} bytes, no manifest.json); this server was built without the `torch` \
+         feature — export it with `exporter export --model … --out …`, or build with `--features torch`",
+        folder.display(),
+        folder_bytes(folder)
+    )
+}
+
 fn load_one(name: &str, folder: &Path, options: &LoadOptions) -> anyhow::Result<ServedModel> {
+    if !folder.join(xlmc_bundle::MANIFEST_FILE).is_file() {
+        return load_model_folder(name, folder, options);
+    }
     let bundle = Bundle::open(folder)?;
     let tokenizer = Tokenizer::load(folder)?;
     let model = OrtModel::load(&bundle, &options.session)?;

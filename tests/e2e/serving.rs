@@ -38,6 +38,12 @@ async fn server_translates_like_the_exporter_under_concurrent_load() {
     }
     // A third bundle whose decoder was changed after export: refused at load, named in the reason.
     exporter(&["export", "--model", &path("student"), "--out", &path("models/broken")]);
+    // The teacher's model folder as it is: served by the libtorch backend (feature `torch`).
+    std::fs::create_dir_all(path("models/teacher-torch")).unwrap();
+    for entry in std::fs::read_dir(path("run/model")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.path().join("models/teacher-torch").join(entry.file_name())).unwrap();
+    }
     let decoder = path("models/broken/decoder.onnx");
     let mut bytes = std::fs::read(&decoder).unwrap();
     bytes[100] ^= 1;
@@ -54,17 +60,14 @@ async fn server_translates_like_the_exporter_under_concurrent_load() {
         .collect();
     std::fs::write(path("in.en"), sentences.join("\n") + "\n").unwrap();
     let mut expected = std::collections::HashMap::new();
-    for name in ["teacher", "student"] {
+    for name in ["teacher", "student", "teacher-torch"] {
         let out = path(&format!("{name}.fr"));
-        exporter(&[
-            "translate",
-            "--bundle",
-            &path(&format!("models/{name}")),
-            "--input",
-            &path("in.en"),
-            "--output",
-            &out,
-        ]);
+        // The libtorch-served folder is compared with libtorch's own `translate --model`.
+        let (flag, source) = match name {
+            "teacher-torch" => ("--model", path("run/model")),
+            _ => ("--bundle", path(&format!("models/{name}"))),
+        };
+        exporter(&["translate", flag, &source, "--input", &path("in.en"), "--output", &out]);
         let lines: Vec<String> = std::fs::read_to_string(&out).unwrap().lines().map(str::to_owned).collect();
         assert_eq!(lines.len(), sentences.len());
         expected.insert(name, lines);
@@ -79,18 +82,23 @@ async fn server_translates_like_the_exporter_under_concurrent_load() {
         "16",
         "--shadow-rate",
         "1",
+        "--teacher",
+        "teacher",
+        "--default-model",
+        "student",
     ]);
     let mut client = TranslatorClient::connect(server.grpc_url()).await.expect("connect");
 
     let models = client.list_models(ListModelsRequest {}).await.unwrap().into_inner();
     let names: Vec<&str> = models.models.iter().map(|m| m.name.as_str()).collect();
-    assert_eq!(names, ["broken", "student", "teacher"]);
+    assert_eq!(names, ["broken", "student", "teacher", "teacher-torch"]);
     let info = |name: &str| models.models.iter().find(|m| m.name == name).unwrap().clone();
+    assert_eq!((info("teacher-torch").backend.as_str(), info("teacher").backend.as_str()), ("libtorch", "onnxruntime"));
     assert_eq!(info("broken").state, ModelState::Failed as i32);
     assert!(info("broken").state_reason.contains("decoder.onnx"), "{:?}", info("broken"));
     assert_eq!(info("teacher").role, ModelRole::Teacher as i32);
     assert_eq!((info("student").role, info("student").teacher.as_str()), (ModelRole::Student as i32, "teacher"));
-    assert_eq!(models.default_model, "student", "the smallest serving bundle");
+    assert_eq!(models.default_model, "student");
 
     let mut health =
         HealthClient::new(tonic::transport::Channel::from_shared(server.grpc_url()).unwrap().connect().await.unwrap());
@@ -115,7 +123,7 @@ async fn server_translates_like_the_exporter_under_concurrent_load() {
             let mut start = client_id * 7 % sentences.len();
             for round in 0..6 {
                 let n = 1 + (client_id + round * 3) % 9;
-                let model = if (client_id + round) % 2 == 0 { "teacher" } else { "student" };
+                let model = ["teacher", "student", "teacher", "teacher-torch"][(client_id + round) % 4];
                 let indices: Vec<usize> = (0..n).map(|k| (start + k) % sentences.len()).collect();
                 let batch: Vec<String> = indices.iter().map(|&i| sentences[i].clone()).collect();
                 let reply = client.translate(request(model, &batch)).await.expect("translate").into_inner();
@@ -164,7 +172,7 @@ async fn server_translates_like_the_exporter_under_concurrent_load() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert_eq!(stats.shadow_samples as usize, shadowed.len(), "{stats:?}");
-    assert_eq!(stats.requests, 24);
+    assert_eq!(stats.requests, 12);
     assert_eq!(stats.sentences, student_sentences);
     let hypotheses: Vec<&str> = shadowed.iter().map(|&i| expected["student"][i].as_str()).collect();
     let references: Vec<&str> = shadowed.iter().map(|&i| expected["teacher"][i].as_str()).collect();
@@ -263,7 +271,8 @@ async fn server_translates_like_the_exporter_under_concurrent_load() {
     let value = |name: &str, labels: &[(&str, &str)]| metrics.value(name, labels).unwrap_or(0.0) as u64;
     let ok = |model: &str| value("xlmc_requests_total", &[("model", model), ("method", "Translate"), ("code", "Ok")]);
     assert!(ok("teacher") >= 3 * 8 + 2 + shorts_before, "24 client rounds, the big request, the wave and its shorts");
-    assert_eq!(ok("student"), 3 * 8 + 1);
+    assert_eq!(ok("student"), 12 + 1);
+    assert_eq!(ok("teacher-torch"), 12);
     let non_empty = |range: std::ops::Range<usize>| sentences[range].iter().filter(|s| !s.is_empty()).count() as u64;
     let teacher_sentences = sent["teacher"].0 + non_empty(0..60) + big.len() as u64 + 64 + shorts_before;
     // The cancelled wave's finished sentences count too; the shorts after the wave are not in shorts_before.

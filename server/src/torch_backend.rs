@@ -1,0 +1,66 @@
+//! The libtorch backend (feature `torch`): a model folder (`config.json` + weights + tokenizer,
+//! what `exporter train`/`distill` write) served directly by tch, on the CPU or CUDA — a GPU path
+//! wherever PyTorch's CUDA libraries are, beside ONNX Runtime's, like Triton's PyTorch backend.
+//! The engine drives it through the same decoding core as the ORT bundles.
+
+use std::path::Path;
+
+use anyhow::Context;
+use xlmc_bigru::BiGru;
+use xlmc_tokenizer::Tokenizer;
+use xlmc_transformer::Seq2Seq;
+
+use crate::engine::{self, Backend, BatchLimits, EngineHandle};
+
+impl Backend for Seq2Seq {
+    type State = xlmc_transformer::DecoderCache;
+    type Step<'a> = xlmc_transformer::Translator<'a>;
+
+    fn step_model(&mut self, (source, target): (i64, i64)) -> Self::Step<'_> {
+        self.translator(source, target)
+    }
+}
+
+impl Backend for BiGru {
+    type State = xlmc_bigru::State;
+    type Step<'a> = xlmc_bigru::Translator<'a>;
+
+    fn step_model(&mut self, (source, target): (i64, i64)) -> Self::Step<'_> {
+        self.translator(source, target)
+    }
+}
+
+/// Loads a model folder on `cuda` (else the CPU) and starts its engine. Returns the tokenizer,
+/// the engine, the architecture and the device's name.
+pub fn load(
+    name: &str,
+    dir: &Path,
+    cuda: bool,
+    limits: BatchLimits,
+) -> anyhow::Result<(Tokenizer, EngineHandle, &'static str, String)> {
+    let device = xlmc_torch_device::select(cuda).context("--device cuda (libtorch backend)")?;
+    let device_name = match device {
+        tch::Device::Cuda(i) => format!("cuda:{i}"),
+        _ => "cpu".to_owned(),
+    };
+    let tokenizer = Tokenizer::load(dir)?;
+    if BiGru::is_saved_in(dir) {
+        let model = BiGru::load(dir, device)?;
+        anyhow::ensure!(
+            tokenizer.vocab_size() as i64 == model.config.n_words,
+            "tokenizer has {} tokens but the model {}",
+            tokenizer.vocab_size(),
+            model.config.n_words
+        );
+        Ok((tokenizer, engine::spawn(name, model, limits)?, "bigru", device_name))
+    } else {
+        let model = Seq2Seq::load(dir, device)?;
+        anyhow::ensure!(
+            tokenizer.vocab_size() as i64 == model.config.n_words,
+            "tokenizer has {} tokens but the model {}",
+            tokenizer.vocab_size(),
+            model.config.n_words
+        );
+        Ok((tokenizer, engine::spawn(name, model, limits)?, "transformer", device_name))
+    }
+}
