@@ -90,8 +90,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             let _ = stop_tx.send(true);
         }
     };
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = settings.tls()? {
+        builder = builder.tls_config(tls).context("--tls-cert/--tls-key")?;
+    }
     let grpc = tokio::spawn(
-        tonic::transport::Server::builder()
+        builder
             .add_service(health_service)
             .add_service(reflection)
             .add_service(translator)

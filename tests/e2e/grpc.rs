@@ -143,3 +143,48 @@ async fn a_bearer_token_guards_the_translator_but_not_health() {
     let reply = health.check(HealthCheckRequest { service: String::new() }).await.expect("probes need no token");
     assert_eq!(reply.into_inner().status(), ServingStatus::Serving);
 }
+
+/// A test CA and a `localhost` certificate it signed (PEM): (ca, cert, key).
+fn test_certificates() -> (String, String, String) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap().signed_by(&key, &issuer).unwrap();
+    (ca.pem(), cert.pem(), key.serialize_pem())
+}
+
+#[tokio::test]
+async fn tls_serves_clients_that_trust_its_ca_and_only_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = test_certificates();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    for (name, pem) in [("cert.pem", &cert), ("key.pem", &key)] {
+        std::fs::write(path(name), pem).unwrap();
+    }
+    let server = ServerProcess::start(&["--tls-cert", &path("cert.pem"), "--tls-key", &path("key.pem")]);
+    let url = format!("https://localhost:{}", server.grpc.port());
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(&ca))
+        .domain_name("localhost");
+    let channel =
+        tonic::transport::Endpoint::from_shared(url.clone()).unwrap().tls_config(tls).unwrap().connect().await;
+    let mut client = TranslatorClient::new(channel.expect("a client trusting the CA connects"));
+    client.list_models(ListModelsRequest {}).await.expect("ListModels over TLS");
+
+    // Plain text to a TLS port fails; so does a client that does not trust the CA.
+    let plain = TranslatorClient::connect(server.grpc_url()).await;
+    let refused = match plain {
+        Err(_) => true,
+        Ok(mut client) => client.list_models(ListModelsRequest {}).await.is_err(),
+    };
+    assert!(refused, "plain text must not be served on the TLS port");
+    let (other_ca, _, _) = test_certificates();
+    let untrusting = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(&other_ca))
+        .domain_name("localhost");
+    let channel = tonic::transport::Endpoint::from_shared(url).unwrap().tls_config(untrusting).unwrap().connect().await;
+    assert!(channel.is_err(), "a client trusting another CA is refused");
+}
