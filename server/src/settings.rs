@@ -4,11 +4,17 @@ use std::{net::SocketAddr, path::PathBuf};
 
 use anyhow::ensure;
 use clap::Parser;
+
 use xlmc_telemetry::LogFormat;
 
 #[derive(Debug, Clone, Parser)]
 #[command(name = "server", version, about = "Serve xlmc translation models over gRPC")]
 pub struct Settings {
+    /// A TOML file of settings, keys named like the flags (`max-batch-tokens = 4096`). Flags and
+    /// `XLMC_*` variables win over it; it wins over the defaults.
+    #[arg(long, env = "XLMC_CONFIG")]
+    pub config: Option<PathBuf>,
+
     /// gRPC listen address. Port 0 picks a free port; the one chosen is printed at start-up.
     #[arg(long, env = "XLMC_ADDR", default_value = "127.0.0.1:50051")]
     pub addr: SocketAddr,
@@ -111,6 +117,42 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// Parses flags and environment, then fills what is still at its default from `--config`.
+    pub fn from_args_and_config(args: Vec<std::ffi::OsString>) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        use clap::{CommandFactory, FromArgMatches, parser::ValueSource};
+        let matches = Self::command().try_get_matches_from(&args)?;
+        let settings = Self::from_arg_matches(&matches)?;
+        let Some(path) = &settings.config else { return Ok(settings) };
+        let text = std::fs::read_to_string(path).with_context(|| format!("--config {}", path.display()))?;
+        let table: toml::Table = text.parse().with_context(|| format!("--config {}", path.display()))?;
+        let command = Self::command();
+        let mut extra = Vec::new();
+        for (key, value) in &table {
+            let id = key.replace('-', "_");
+            anyhow::ensure!(
+                id != "config" && command.get_arguments().any(|a| a.get_id() == id.as_str()),
+                "--config {}: unknown setting `{key}` (keys are the flags' names, e.g. `max-batch-tokens`)",
+                path.display()
+            );
+            if !matches!(matches.value_source(&id), None | Some(ValueSource::DefaultValue)) {
+                continue; // a flag or variable set it
+            }
+            let value = match value {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => value.to_string(),
+                other => anyhow::bail!(
+                    "--config {}: `{key}` must be a string, number or boolean, not {other}",
+                    path.display()
+                ),
+            };
+            extra.push(std::ffi::OsString::from(format!("--{key}={value}")));
+        }
+        let mut all = args;
+        all.splice(1.min(all.len())..1.min(all.len()), extra);
+        Self::try_parse_from(all).with_context(|| format!("--config {}", path.display()))
+    }
+
     /// The TLS configuration from --tls-cert/--tls-key(/--tls-client-ca), read now so a bad file
     /// fails start-up naming the flag.
     pub fn tls(&self) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
@@ -162,5 +204,35 @@ impl Settings {
             ensure!(models.is_dir(), "--models {}: not a directory", models.display());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(config: &str, args: &[&str]) -> anyhow::Result<Settings> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.toml");
+        std::fs::write(&path, config).unwrap();
+        let mut argv: Vec<std::ffi::OsString> = vec!["server".into(), "--config".into(), path.clone().into()];
+        argv.extend(args.iter().map(Into::into));
+        Settings::from_args_and_config(argv)
+    }
+
+    #[test]
+    fn config_file_fills_defaults_and_flags_win() {
+        let s = parse(
+            "max-batch-tokens = 4096\nbatching = \"static\"\nshadow-rate = 0.5\n",
+            &["--max-batch-tokens", "100"],
+        )
+        .unwrap();
+        assert_eq!(s.max_batch_tokens, 100, "the flag wins");
+        assert_eq!(s.batching, "static");
+        assert_eq!(s.shadow_rate, 0.5);
+        let err = parse("max-batch-tokenz = 1\n", &[]).unwrap_err();
+        assert!(err.to_string().contains("unknown setting `max-batch-tokenz`"), "{err:#}");
+        let err = parse("batching = \"sometimes\"\n", &[]).unwrap_err();
+        assert!(format!("{err:#}").contains("sometimes"), "{err:#}");
     }
 }

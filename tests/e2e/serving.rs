@@ -140,10 +140,14 @@ async fn server_translates_like_the_exporter_under_concurrent_load() {
     let mut sent = std::collections::HashMap::<&str, (u64, u64)>::new();
     let mut shadowed: Vec<usize> = Vec::new();
     let mut student_sentences = 0;
+    let mut teacher_sentences_all = 0u64;
     for task in tasks {
         for (model, i, t) in task.await.unwrap() {
             assert_eq!(t.text, expected[model][i], "{model} sentence {i} `{}`", sentences[i]);
             let entry = sent.entry(model).or_default();
+            if model == "teacher" {
+                teacher_sentences_all += 1;
+            }
             if model == "student" {
                 student_sentences += 1;
                 if !sentences[i].is_empty() {
@@ -203,6 +207,9 @@ async fn server_translates_like_the_exporter_under_concurrent_load() {
         done += usize::from(reply.request_done);
     }
     assert_eq!((seen.len(), done), (60, 3));
+    let models = client.list_models(ListModelsRequest {}).await.unwrap().into_inner();
+    let teacher_stats = models.models.iter().find(|m| m.name == "teacher").unwrap().stats.unwrap();
+    assert_eq!((teacher_stats.requests, teacher_stats.sentences), (24 + 3, teacher_sentences_all + 60));
 
     // Errors: unknown language, a sentence over the token limit.
     let mut bad = request("teacher", &sentences[..1]);
