@@ -1,8 +1,10 @@
 # xlmc images.
-#   docker build --target server -t xlmc-server .     slim gRPC server: the binary + libonnxruntime
-#   docker build --target builder -t xlmc-builder .   toolchain image with libtorch (runs `exporter`)
+#   docker build --target server -t xlmc-server .             slim gRPC server: binaries + libonnxruntime (CPU)
+#   docker build --target server-cuda -t xlmc-server-cuda .   the same with ONNX Runtime's CUDA provider
+#   docker build --target builder -t xlmc-builder .           toolchain image with libtorch (runs `exporter`)
 #
-# The builder stage runs the same ./xlmc entry point as a developer machine.
+# The builder stage runs the same ./xlmc entry point as a developer machine. No image here links
+# libtorch into the server: bundles (exporter export) are what it serves.
 
 FROM rust:1.95-bookworm AS builder
 RUN apt-get update \
@@ -14,14 +16,42 @@ WORKDIR /src
 COPY . .
 RUN ./xlmc build
 
+# The CUDA server: built with ONNX Runtime's CUDA execution provider, against onnxruntime-gpu's
+# libraries (from PyPI, like the CPU ones).
+FROM builder AS builder-cuda
+RUN python3 -m pip install --no-deps --target /src/.deps-gpu onnxruntime-gpu==1.30.0 \
+ && cargo build --release -p xlmc-server --features cuda --bins
+
 FROM debian:bookworm-slim AS server
 RUN useradd --system --uid 10001 xlmc
 # bin/server finds ../lib/libonnxruntime.so.1.30.0 by itself (see crates/runtime).
-COPY --from=builder /src/target/release/server /opt/xlmc/bin/server
+COPY --from=builder /src/target/release/server /src/target/release/healthcheck /src/target/release/loadgen /opt/xlmc/bin/
 COPY --from=builder /src/.deps/onnxruntime/capi/libonnxruntime.so.1.30.0 /opt/xlmc/lib/
 ENV XLMC_ADDR=0.0.0.0:50051 \
     XLMC_METRICS_ADDR=0.0.0.0:9090 \
-    XLMC_LOG_FORMAT=json
+    XLMC_LOG_FORMAT=json \
+    XLMC_MODELS=/models
 EXPOSE 50051 9090
 USER xlmc
+# gRPC health (grpc.health.v1): SERVING once every bundle is loaded, NOT_SERVING while loading
+# or draining after SIGTERM.
+HEALTHCHECK --interval=10s --timeout=4s --start-period=60s --retries=3 \
+    CMD ["/opt/xlmc/bin/healthcheck", "http://127.0.0.1:50051"]
+ENTRYPOINT ["/opt/xlmc/bin/server"]
+
+FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04 AS server-cuda
+RUN useradd --system --uid 10001 xlmc
+COPY --from=builder-cuda /src/target/release/server /src/target/release/healthcheck /src/target/release/loadgen /opt/xlmc/bin/
+# libonnxruntime + its CUDA provider libraries, side by side as ORT expects them.
+COPY --from=builder-cuda /src/.deps-gpu/onnxruntime/capi/libonnxruntime*.so* /opt/xlmc/lib/
+ENV XLMC_ADDR=0.0.0.0:50051 \
+    XLMC_METRICS_ADDR=0.0.0.0:9090 \
+    XLMC_LOG_FORMAT=json \
+    XLMC_MODELS=/models \
+    XLMC_DEVICE=cuda \
+    ORT_DYLIB_PATH=/opt/xlmc/lib/libonnxruntime.so.1.30.0
+EXPOSE 50051 9090
+USER xlmc
+HEALTHCHECK --interval=10s --timeout=4s --start-period=120s --retries=3 \
+    CMD ["/opt/xlmc/bin/healthcheck", "http://127.0.0.1:50051"]
 ENTRYPOINT ["/opt/xlmc/bin/server"]

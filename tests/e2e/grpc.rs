@@ -188,3 +188,26 @@ async fn tls_serves_clients_that_trust_its_ca_and_only_them() {
     let channel = tonic::transport::Endpoint::from_shared(url).unwrap().tls_config(untrusting).unwrap().connect().await;
     assert!(channel.is_err(), "a client trusting another CA is refused");
 }
+
+#[tokio::test]
+async fn the_healthcheck_binary_exits_0_only_when_serving() {
+    let probe = |args: Vec<String>| {
+        std::process::Command::new(xlmc_tests::binary("healthcheck")).env_clear().args(args).output().unwrap()
+    };
+    let server = ServerProcess::start(&[]);
+    let url = server.grpc_url();
+    let out = tokio::task::spawn_blocking(move || probe(vec![url])).await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "SERVING");
+    // An unknown service, and a port nothing listens on: exit 1 with the reason.
+    let url = server.grpc_url();
+    let out = tokio::task::spawn_blocking(move || probe(vec![url, "--service".into(), "no-such-model".into()]))
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("NotFound"), "{}", String::from_utf8_lossy(&out.stderr));
+    let url = server.grpc_url();
+    drop(server);
+    let out = tokio::task::spawn_blocking(move || probe(vec![url, "--timeout".into(), "2".into()])).await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}
