@@ -93,3 +93,32 @@ fn which(program: &str) -> Result<std::path::PathBuf, ()> {
         .find(|p| p.is_file())
         .ok_or(())
 }
+
+/// The Grafana dashboard and the README's metrics table name exactly the metrics the server
+/// records: nothing missing, nothing that does not exist.
+#[test]
+fn dashboard_and_readme_cover_every_metric_and_only_those() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("docs/operations/grafana-dashboard.json")).unwrap())
+            .unwrap();
+    let mut used = std::collections::BTreeSet::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for word in
+                expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("xlmc_"))
+            {
+                let base =
+                    ["_bucket", "_sum", "_count"].iter().fold(word, |w, suffix| w.strip_suffix(suffix).unwrap_or(w));
+                used.insert(base.to_owned());
+            }
+        }
+    }
+    let known: std::collections::BTreeSet<String> = names::ALL.iter().map(|s| (*s).to_owned()).collect();
+    assert_eq!(used, known, "dashboard metrics vs recorded metrics");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    for name in names::ALL {
+        assert!(readme.contains(&format!("| `{name}` |")), "README's metrics table lacks {name}");
+    }
+}

@@ -21,6 +21,23 @@ pub mod names {
     pub const SHADOW_BLEU: &str = "xlmc_shadow_bleu";
     pub const SHADOW_LATENCY_RATIO: &str = "xlmc_shadow_latency_ratio";
     pub const BUILD_INFO: &str = "xlmc_build_info";
+
+    /// Every name above (dashboards and docs are checked against it).
+    pub const ALL: &[&str] = &[
+        REQUESTS_TOTAL,
+        REQUEST_DURATION,
+        QUEUE_DURATION,
+        QUEUE_DEPTH,
+        BATCH_SIZE,
+        SENTENCES_TOTAL,
+        SENTENCES_ABANDONED_TOTAL,
+        DECODE_STEPS_TOTAL,
+        GENERATED_TOKENS_TOTAL,
+        MODELS_LOADED,
+        SHADOW_BLEU,
+        SHADOW_LATENCY_RATIO,
+        BUILD_INFO,
+    ];
 }
 
 /// Latency buckets in seconds: 1 ms to 30 s, dense where interactive translation lives.
