@@ -172,8 +172,8 @@ impl StepModel for OrtTranslator<'_> {
         }
         // Columns no remaining row attends to go: under continuous batching the cached steps
         // (padding in front of rows that joined later) and the source width (padding after
-        // shorter sources) would otherwise only ever grow. Masked columns add exact zeros, so
-        // dropping them changes no number.
+        // shorter sources) would otherwise only ever grow. Masked columns contribute zeros; only
+        // the summation order of what remains can change (as with any other padding).
         let steps = used_columns(&state.self_mask);
         let source = 0..used_columns(&state.source_mask).end;
         state.self_mask = keep_range(std::mem::take(&mut state.self_mask), 1, steps.clone());

@@ -15,7 +15,7 @@ pub struct DecoderCache {
     pub(crate) cross_kv: Vec<(Tensor, Tensor)>, // per layer, [rows, heads, src_len, head_dim]
     pub(crate) self_kv: Vec<(Tensor, Tensor)>,  // per layer, [rows, heads, steps, head_dim]
     pub(crate) self_mask: Tensor,               // [rows, steps] bool
-    positions: Tensor,                          // [rows] i64: the next decoder position
+    pub(crate) positions: Tensor,               // [rows] i64: the next decoder position
 }
 
 impl DecoderCache {
@@ -68,6 +68,41 @@ impl Translator<'_> {
         let tokens = Tensor::from_slice(&data).view([sources.len() as i64, width as i64]).to(self.device());
         Ok((tokens, Tensor::from_slice(&lengths).to(self.device())))
     }
+}
+
+/// Drops the cached steps and source columns no row attends to: under continuous batching the
+/// padding in front of late-joining rows (and after short sources) would otherwise only grow.
+/// Masked columns contribute zeros, so only the summation order of what remains can change.
+fn trim_unused_columns(state: &mut DecoderCache) -> Result<(), StepError> {
+    let used = |mask: &Tensor| -> Result<Vec<bool>, StepError> {
+        if mask.size()[0] == 0 || mask.size()[1] == 0 {
+            return Ok(Vec::new());
+        }
+        Ok(Vec::<bool>::try_from(mask.any_dim(0, false).to(Device::Cpu))?)
+    };
+    let steps = used(&state.self_mask)?;
+    let (first, end) = match (steps.iter().position(|&u| u), steps.iter().rposition(|&u| u)) {
+        (Some(first), Some(last)) => (first, last + 1),
+        _ => (steps.len(), steps.len()),
+    };
+    if first > 0 || end < steps.len() {
+        let (start, len) = (first as i64, (end - first) as i64);
+        state.self_mask = state.self_mask.narrow(1, start, len).contiguous();
+        for (k, v) in state.self_kv.iter_mut() {
+            *k = k.narrow(2, start, len).contiguous();
+            *v = v.narrow(2, start, len).contiguous();
+        }
+    }
+    let source = used(&state.source_mask)?;
+    if let Some(last) = source.iter().rposition(|&u| u).filter(|&last| last + 1 < source.len()) {
+        let len = last as i64 + 1;
+        state.source_mask = state.source_mask.narrow(1, 0, len).contiguous();
+        for (k, v) in state.cross_kv.iter_mut() {
+            *k = k.narrow(2, 0, len).contiguous();
+            *v = v.narrow(2, 0, len).contiguous();
+        }
+    }
+    Ok(())
 }
 
 /// Pads dimension `dim` of `t` to `size` with `value`.
@@ -125,6 +160,7 @@ impl StepModel for Translator<'_> {
         for tensor in state.tensors_mut() {
             *tensor = tensor.index_select(0, &index);
         }
+        trim_unused_columns(state)?;
         Ok(())
     }
 
