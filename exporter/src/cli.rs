@@ -48,6 +48,12 @@ pub enum Command {
     Bench(BenchArgs),
     /// Corpus BLEU and chrF of a hypothesis file against a reference file (sacreBLEU-exact).
     Score(ScoreArgs),
+    /// Teacher vs students on a test set: BLEU/chrF, parameters, size, latency, throughput, peak
+    /// memory, ratios to the teacher; report.md, report.json and plots in --out.
+    Report(ReportArgs),
+    /// One model's measurements as JSON (run by `report` in a child process, for its own peak RSS).
+    #[command(hide = true)]
+    ReportModel(ReportModelArgs),
     /// Run the whole pipeline: data → tokenizer → teacher → prune → distill → BiGRU → export →
     /// report → serve. Stages whose output exists and is valid are skipped.
     Pipeline(PipelineArgs),
@@ -495,4 +501,63 @@ pub struct VerifyArgs {
     /// Fail when a max |Δ| exceeds this.
     #[arg(long, default_value_t = 1e-4)]
     pub tolerance: f64,
+}
+
+/// How each model is measured (shared by `report` and its per-model child).
+#[derive(Debug, Clone, Args)]
+pub struct MeasureOptions {
+    /// Test set prefix: PREFIX.<source-lang> and PREFIX.<target-lang>.
+    #[arg(long)]
+    pub test: PathBuf,
+    #[arg(long, default_value = "en")]
+    pub source_lang: String,
+    #[arg(long, default_value = "fr")]
+    pub target_lang: String,
+    /// Score only the first N test sentences (default: all).
+    #[arg(long)]
+    pub sentences: Option<usize>,
+    /// Batch size of the scored translation.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 1)]
+    pub beam: usize,
+    /// Sentences timed one by one (batch 1) for the latency percentiles.
+    #[arg(long, default_value_t = 100)]
+    pub latency_sentences: usize,
+    /// Sentences decoded at each throughput batch size.
+    #[arg(long, default_value_t = 256)]
+    pub speed_sentences: usize,
+    #[arg(long, value_delimiter = ',', default_value = "8,32,64")]
+    pub batch_sizes: Vec<usize>,
+    /// Intra-op threads (libtorch and ONNX Runtime); default: libtorch's own, ONNX Runtime 1.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    #[arg(long, env = "XLMC_DEVICE", value_enum, default_value = "cpu")]
+    pub device: Device,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Models to compare, the teacher first: model folders (libtorch) and/or bundles (ONNX
+    /// Runtime), as paths or as names under --models-dir.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub models: Vec<String>,
+    #[arg(long, default_value = "models")]
+    pub models_dir: PathBuf,
+    /// Report folder (report.md, report.json, plots).
+    #[arg(long)]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub measure: MeasureOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportModelArgs {
+    #[arg(long)]
+    pub path: PathBuf,
+    /// Where to write the JSON.
+    #[arg(long)]
+    pub json: PathBuf,
+    #[command(flatten)]
+    pub measure: MeasureOptions,
 }

@@ -15,6 +15,8 @@ pub mod model_dir;
 pub mod pipeline;
 pub mod plot;
 pub mod prune;
+pub mod report;
+pub mod report_model;
 pub mod score;
 pub mod seqkd;
 pub mod tokenizer;
@@ -70,5 +72,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Pipeline(args) => pipeline::run(&args),
+        Command::Report(args) => report::run(&args),
+        Command::ReportModel(args) => {
+            let measurement = report_model::run(&args.path, &args.measure)?;
+            let json = serde_json::to_string_pretty(&measurement)?;
+            anyhow::Context::with_context(xlmc_atomic_file::write(&args.json, json.as_bytes()), || {
+                format!("--json {}", args.json.display())
+            })
+        }
     }
 }

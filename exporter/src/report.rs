@@ -1,0 +1,264 @@
+//! `exporter report --models teacher,student,… --test data/en-fr/test --out report/`: every
+//! model measured in its own child process (`exporter report-model`, so peak memory is its own),
+//! then `report.json`, `report.md` (with ratios to the teacher, the first model) and plots:
+//! BLEU vs tokens/s, batch-1 latency distribution, and each run's training curves. A model that
+//! is missing, fails, or has another vocabulary than the teacher is named under "errors"; the
+//! rest of the report is still written.
+
+use std::{fmt::Write, path::PathBuf, process::Command};
+
+use anyhow::Context;
+use serde::Serialize;
+
+use crate::{cli::ReportArgs, plot, report_model::Measurement};
+
+#[derive(Debug, Serialize)]
+struct ModelError {
+    model: String,
+    error: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Ratios {
+    model: String,
+    bleu_kept_percent: f64,
+    speedup_batch1: f64,
+    speedup_throughput: f64,
+    size_ratio: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    test: String,
+    device: String,
+    threads: String,
+    cores: usize,
+    teacher: String,
+    models: Vec<Measurement>,
+    ratios: Vec<Ratios>,
+    errors: Vec<ModelError>,
+}
+
+const COLOURS: &[&str] = &["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2"];
+
+fn resolve(entry: &str, args: &ReportArgs) -> PathBuf {
+    let path = PathBuf::from(entry);
+    if path.exists() { path } else { args.models_dir.join(entry) }
+}
+
+/// Measures one model in a child process; its error text when it fails.
+fn measure(entry: &str, args: &ReportArgs, scratch: &std::path::Path) -> Result<Measurement, String> {
+    let path = resolve(entry, args);
+    if !path.is_dir() {
+        return Err(format!("{}: no such model folder or bundle", path.display()));
+    }
+    let json = scratch.join(format!("{}.json", entry.replace('/', "_")));
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let m = &args.measure;
+    let mut command = Command::new(exe);
+    command
+        .arg("report-model")
+        .arg("--path")
+        .arg(&path)
+        .arg("--json")
+        .arg(&json)
+        .arg("--test")
+        .arg(&m.test)
+        .args(["--source-lang", &m.source_lang, "--target-lang", &m.target_lang])
+        .args(["--batch-size", &m.batch_size.to_string(), "--beam", &m.beam.to_string()])
+        .args(["--latency-sentences", &m.latency_sentences.to_string()])
+        .args(["--speed-sentences", &m.speed_sentences.to_string()])
+        .arg("--batch-sizes")
+        .arg(m.batch_sizes.iter().map(usize::to_string).collect::<Vec<_>>().join(","))
+        .args(["--device", if m.device == crate::cli::Device::Cuda { "cuda" } else { "cpu" }]);
+    if let Some(n) = m.sentences {
+        command.args(["--sentences", &n.to_string()]);
+    }
+    if let Some(t) = m.threads {
+        command.args(["--threads", &t.to_string()]);
+    }
+    let output = command.output().map_err(|e| e.to_string())?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let last: Vec<&str> = stderr.lines().rev().take(3).collect();
+        return Err(last.into_iter().rev().collect::<Vec<_>>().join(" | "));
+    }
+    let text = std::fs::read_to_string(&json).map_err(|e| e.to_string())?;
+    serde_json::from_str(&text).map_err(|e| e.to_string())
+}
+
+fn throughput_at(m: &Measurement, batch: usize) -> f64 {
+    m.throughput.iter().find(|t| t.batch == batch).or(m.throughput.last()).map_or(f64::NAN, |t| t.tokens_per_second)
+}
+
+pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.out).with_context(|| format!("--out {}", args.out.display()))?;
+    let scratch = tempfile::tempdir()?;
+    let (mut models, mut errors) = (Vec::new(), Vec::new());
+    for entry in &args.models {
+        eprintln!("report: measuring {entry}");
+        match measure(entry, args, scratch.path()) {
+            Ok(m) => models.push(m),
+            Err(error) => {
+                eprintln!("report: {entry}: {error}");
+                errors.push(ModelError { model: entry.clone(), error });
+            }
+        }
+    }
+    // Students must share the teacher's BPE vocabulary to be compared on it.
+    if let Some(teacher) = models.first().map(|m| m.vocabulary.clone()) {
+        let (same, other): (Vec<_>, Vec<_>) = models.into_iter().partition(|m| m.vocabulary == teacher);
+        for m in other {
+            errors.push(ModelError {
+                model: m.name.clone(),
+                error: format!("{}: its vocabulary (tokenizer.json) differs from the teacher's", m.path),
+            });
+        }
+        models = same;
+    }
+    anyhow::ensure!(!models.is_empty(), "no model could be measured: {errors:?}");
+    let teacher = &models[0];
+    let batch = args.measure.batch_sizes.iter().copied().find(|&b| b == 32).unwrap_or(args.measure.batch_sizes[0]);
+    let ratios: Vec<Ratios> = models
+        .iter()
+        .enumerate()
+        .map(|(i, m)| Ratios {
+            model: m.name.clone(),
+            // Undefined (null in JSON) against a teacher with BLEU 0; the teacher itself is 100.
+            bleu_kept_percent: match (i, teacher.bleu > 0.0) {
+                (0, _) => 100.0,
+                (_, true) => 100.0 * m.bleu / teacher.bleu,
+                (_, false) => f64::NAN,
+            },
+            speedup_batch1: teacher.latency_p50_ms / m.latency_p50_ms,
+            speedup_throughput: throughput_at(m, batch) / throughput_at(teacher, batch),
+            size_ratio: teacher.bytes as f64 / m.bytes as f64,
+        })
+        .collect();
+    let report = Report {
+        test: args.measure.test.display().to_string(),
+        device: format!("{:?}", args.measure.device).to_lowercase(),
+        threads: args.measure.threads.map_or("libtorch default, ONNX Runtime 1".into(), |t| t.to_string()),
+        cores: std::thread::available_parallelism().map_or(1, usize::from),
+        teacher: teacher.name.clone(),
+        ratios,
+        errors,
+        models,
+    };
+    let out = |name: &str| args.out.join(name);
+    xlmc_atomic_file::write(&out("report.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
+    xlmc_atomic_file::write(&out("report.md"), markdown(&report, batch).as_bytes())?;
+    xlmc_atomic_file::write(&out("pareto.svg"), pareto(&report, batch).as_bytes())?;
+    xlmc_atomic_file::write(&out("latency.svg"), latency(&report).as_bytes())?;
+    // Each model folder's training curves (train/distill write curves.svg beside `model/`).
+    for m in &report.models {
+        let curves = PathBuf::from(&m.path).join("../curves.svg");
+        if curves.is_file() {
+            std::fs::copy(&curves, out(&format!("curves-{}.svg", m.name)))?;
+        }
+    }
+    println!("{}", markdown(&report, batch));
+    println!("report → {}", args.out.display());
+    Ok(())
+}
+
+fn markdown(r: &Report, batch: usize) -> String {
+    let mut md = format!(
+        "# Teacher vs students\n\nTest set `{}` ({} sentences), device {}, {} cores, threads: {}. BLEU/chrF: sacreBLEU-exact \
+         (`{}`, `{}`).\n\n",
+        r.test,
+        r.models.first().map_or(0, |m| m.sentences),
+        r.device,
+        r.cores,
+        r.threads,
+        r.models.first().map_or("", |m| &m.bleu_signature),
+        r.models.first().map_or("", |m| &m.chrf_signature),
+    );
+    md += "| model | backend | precision | parameters | MiB | BLEU | chrF | p50 ms | p95 ms | p99 ms |";
+    for t in r.models.first().map(|m| m.throughput.as_slice()).unwrap_or_default() {
+        let _ = write!(md, " tok/s @{} |", t.batch);
+    }
+    md += " peak RSS MiB |\n|";
+    md += &" --- |".repeat(11 + r.models.first().map_or(0, |m| m.throughput.len()));
+    md += "\n";
+    for m in &r.models {
+        let _ = write!(
+            md,
+            "| {} | {} | {} | {} | {:.1} | {:.2} | {:.2} | {:.1} | {:.1} | {:.1} |",
+            m.name,
+            m.backend,
+            m.precision,
+            m.parameters,
+            m.bytes as f64 / 1048576.0,
+            m.bleu,
+            m.chrf,
+            m.latency_p50_ms,
+            m.latency_p95_ms,
+            m.latency_p99_ms
+        );
+        for t in &m.throughput {
+            let _ = write!(md, " {:.0} |", t.tokens_per_second);
+        }
+        let _ = writeln!(md, " {:.0} |", m.peak_rss_mib);
+    }
+    let _ = writeln!(
+        md,
+        "\nRatios to the teacher (`{}`): BLEU kept, speed-up at batch 1 (p50) and at batch {batch} (tokens/s), size.\n",
+        r.teacher
+    );
+    md += "| model | BLEU kept % | speed-up batch 1 | speed-up batch throughput | size × smaller |\n| --- | ---: | ---: | ---: | ---: |\n";
+    for x in &r.ratios {
+        let _ = writeln!(
+            md,
+            "| {} | {:.1} | {:.2} | {:.2} | {:.2} |",
+            x.model, x.bleu_kept_percent, x.speedup_batch1, x.speedup_throughput, x.size_ratio
+        );
+    }
+    if !r.errors.is_empty() {
+        md += "\nNot measured:\n\n";
+        for e in &r.errors {
+            let _ = writeln!(md, "- `{}`: {}", e.model, e.error);
+        }
+    }
+    md += "\nPlots: `pareto.svg` (BLEU vs tokens/s), `latency.svg` (batch-1 latency distribution), `curves-*.svg`.\n";
+    md
+}
+
+/// BLEU against tokens/s at the report's batch size, one labelled point per model.
+fn pareto(r: &Report, batch: usize) -> String {
+    let series: Vec<plot::Series> = r
+        .models
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let (x, y) = (throughput_at(m, batch), m.bleu);
+            // A short cross so a single point shows as a mark on the line chart.
+            plot::Series {
+                name: &m.name,
+                colour: COLOURS[i % COLOURS.len()],
+                points: vec![(x * 0.98, y), (x * 1.02, y), (x, y), (x, y * 0.98), (x, y * 1.02)],
+            }
+        })
+        .collect();
+    plot::document(&[plot::line_chart(&format!("BLEU vs tokens/s at batch {batch}"), "tokens/s", &series)])
+}
+
+/// Cumulative distribution of batch-1 latencies per model.
+fn latency(r: &Report) -> String {
+    let series: Vec<plot::Series> = r
+        .models
+        .iter()
+        .enumerate()
+        .map(|(i, m)| plot::Series {
+            name: &m.name,
+            colour: COLOURS[i % COLOURS.len()],
+            points: m
+                .latencies_ms
+                .iter()
+                .enumerate()
+                .map(|(k, &ms)| (ms, 100.0 * (k + 1) as f64 / m.latencies_ms.len() as f64))
+                .collect(),
+        })
+        .collect();
+    plot::document(&[plot::line_chart("batch-1 latency: % of sentences within (ms)", "ms", &series)])
+}

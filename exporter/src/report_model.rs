@@ -1,0 +1,198 @@
+//! One model's measurements for `exporter report`, run in a child process (`exporter
+//! report-model`) so that its peak memory is its own: test-set BLEU/chrF, latency at batch 1,
+//! throughput at larger batches, parameters, bytes on disk.
+
+use std::{path::Path, time::Instant};
+
+use anyhow::{Context, ensure};
+use serde::{Deserialize, Serialize};
+use xlmc_decoding::{DecodeOptions, Hypothesis};
+use xlmc_runtime::{OrtModel, SessionOptions};
+use xlmc_scoring::{BLEU_SIGNATURE, CHRF_SIGNATURE, corpus_bleu, corpus_chrf};
+use xlmc_tokenizer::Tokenizer;
+
+use crate::{
+    cli::{Device, MeasureOptions},
+    export::open_bundle,
+    model_dir, torch_device,
+};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Throughput {
+    pub batch: usize,
+    pub tokens_per_second: f64,
+    pub sentences_per_second: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Measurement {
+    pub name: String,
+    pub path: String,
+    /// `libtorch` (a model folder) or `onnxruntime` (a bundle).
+    pub backend: String,
+    pub architecture: String,
+    /// fp32 for model folders; the bundle's export precision.
+    pub precision: String,
+    /// Stored weight values (a bundle: every initializer of its graphs).
+    pub parameters: u64,
+    pub bytes: u64,
+    /// sha256 of tokenizer.json: models compared must share the BPE vocabulary.
+    pub vocabulary: String,
+    pub sentences: usize,
+    pub bleu: f64,
+    pub chrf: f64,
+    pub bleu_signature: String,
+    pub chrf_signature: String,
+    /// Batch-1 latency per sentence, milliseconds, sorted.
+    pub latencies_ms: Vec<f64>,
+    pub latency_p50_ms: f64,
+    pub latency_p95_ms: f64,
+    pub latency_p99_ms: f64,
+    pub throughput: Vec<Throughput>,
+    pub peak_rss_mib: f64,
+}
+
+type Decoder<'a> = Box<dyn FnMut(&[Vec<u32>]) -> anyhow::Result<Vec<Hypothesis>> + 'a>;
+
+/// The nearest-rank percentile of sorted values.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
+}
+
+fn folder_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| entries.filter_map(Result::ok).filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+        .unwrap_or(0)
+}
+
+/// Every initializer's element count in a bundle's graphs.
+fn stored_weights(dir: &Path) -> anyhow::Result<u64> {
+    use prost::Message;
+    let mut total = 0u64;
+    for file in [xlmc_runtime::ENCODER_FILE, xlmc_runtime::DECODER_FILE] {
+        let bytes = std::fs::read(dir.join(file)).with_context(|| format!("{}", dir.join(file).display()))?;
+        let model = xlmc_onnx::proto::ModelProto::decode(bytes.as_slice())?;
+        let graph = model.graph.unwrap_or_default();
+        total += graph.initializer.iter().map(|t| t.dims.iter().product::<i64>().max(1) as u64).sum::<u64>();
+    }
+    Ok(total)
+}
+
+pub fn run(path: &Path, args: &MeasureOptions) -> anyhow::Result<Measurement> {
+    ensure!(path.is_dir(), "{}: no such model folder or bundle", path.display());
+    let read = |ext: &str| -> anyhow::Result<Vec<String>> {
+        let file = args.test.with_extension(ext);
+        let text = std::fs::read_to_string(&file).with_context(|| format!("--test {}", file.display()))?;
+        Ok(text.lines().take(args.sentences.unwrap_or(usize::MAX)).map(str::to_owned).collect())
+    };
+    let (sources, references) = (read(&args.source_lang)?, read(&args.target_lang)?);
+    ensure!(sources.len() == references.len(), "--test {}: source and target differ in length", args.test.display());
+    if let Some(threads) = args.threads {
+        tch::set_num_threads(threads as i32);
+    }
+    let options = DecodeOptions { beam_size: args.beam, ..Default::default() };
+    let is_bundle = path.join(xlmc_bundle::MANIFEST_FILE).is_file();
+    // `runs/NAME/model` (what train/distill write) is called NAME.
+    let named = if path.file_name().is_some_and(|n| n == "model") { path.parent().unwrap_or(path) } else { path };
+    let name = named.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let torch;
+    let mut ort;
+    let (mut decode, tokenizer, backend, architecture, precision, parameters): (
+        Decoder,
+        Tokenizer,
+        _,
+        String,
+        String,
+        u64,
+    ) = if is_bundle {
+        let (bundle, tokenizer) = open_bundle(path)?;
+        let session = SessionOptions { intra_threads: args.threads.unwrap_or(1), cuda: args.device == Device::Cuda };
+        ort = OrtModel::load(&bundle, &session).with_context(|| path.display().to_string())?;
+        let langs = language_ids(&tokenizer, args)?;
+        let parameters = stored_weights(path)?;
+        let (architecture, precision) =
+            (bundle.manifest.architecture.clone(), bundle.manifest.export.precision.clone());
+        let decode: Decoder = Box::new(move |chunk| Ok(ort.decode(chunk, langs, options)?));
+        (decode, tokenizer, "onnxruntime", architecture, precision, parameters)
+    } else {
+        let (model, tokenizer) = model_dir::load_any(path, torch_device::select(args.device)?)?;
+        torch = model;
+        let langs = language_ids(&tokenizer, args)?;
+        let architecture = torch.architecture().to_owned();
+        let parameters = torch.parameters() as u64;
+        let decode: Decoder = Box::new(move |chunk| torch.decode(chunk, langs, options));
+        (decode, tokenizer, "libtorch", architecture, "fp32".to_owned(), parameters)
+    };
+    let vocabulary = xlmc_atomic_file::sha256_file(&path.join("tokenizer.json")).unwrap_or_default();
+
+    let lines: Vec<&str> = sources.iter().map(String::as_str).collect();
+    let hypotheses = crate::translate::translate_lines(&tokenizer, &lines, args.batch_size, |chunk| decode(chunk))?;
+    let bleu = corpus_bleu(&hypotheses, &references)?.score;
+    let chrf = corpus_chrf(&hypotheses, &references)?.score;
+
+    let encoded: Vec<Vec<u32>> = tokenizer.encode_batch(&lines)?.into_iter().filter(|s| !s.is_empty()).collect();
+    let mut latencies_ms = Vec::new();
+    for source in encoded.iter().take(args.latency_sentences) {
+        let started = Instant::now();
+        decode(std::slice::from_ref(source))?;
+        latencies_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    latencies_ms.sort_by(f64::total_cmp);
+    let mut throughput = Vec::new();
+    let speed_set = &encoded[..encoded.len().min(args.speed_sentences)];
+    for &batch in &args.batch_sizes {
+        let started = Instant::now();
+        let mut generated = 0usize;
+        for chunk in speed_set.chunks(batch.max(1)) {
+            generated += decode(chunk)?.iter().map(|h| h.tokens.len() + 1).sum::<usize>();
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        throughput.push(Throughput {
+            batch,
+            tokens_per_second: generated as f64 / seconds,
+            sentences_per_second: speed_set.len() as f64 / seconds,
+        });
+    }
+    Ok(Measurement {
+        name,
+        path: path.display().to_string(),
+        backend: backend.to_owned(),
+        architecture,
+        precision,
+        parameters,
+        bytes: folder_bytes(path),
+        vocabulary,
+        sentences: sources.len(),
+        bleu,
+        chrf,
+        bleu_signature: BLEU_SIGNATURE.to_owned(),
+        chrf_signature: CHRF_SIGNATURE.to_owned(),
+        latency_p50_ms: percentile(&latencies_ms, 50.0),
+        latency_p95_ms: percentile(&latencies_ms, 95.0),
+        latency_p99_ms: percentile(&latencies_ms, 99.0),
+        latencies_ms,
+        throughput,
+        peak_rss_mib: peak_rss_mib(),
+    })
+}
+
+fn language_ids(tokenizer: &Tokenizer, args: &MeasureOptions) -> anyhow::Result<(i64, i64)> {
+    let id = |lang: &str| -> anyhow::Result<i64> {
+        Ok(i64::from(tokenizer.language_id(lang).with_context(|| format!("language `{lang}`"))?))
+    };
+    Ok((id(&args.source_lang)?, id(&args.target_lang)?))
+}
