@@ -29,6 +29,12 @@ pub struct ServedModel {
 }
 
 impl ServedModel {
+    /// A model that loaded: `info` completed with its name and the SERVING state.
+    fn serving(name: &str, info: ModelInfo, tokenizer: Tokenizer, engine: EngineHandle) -> Self {
+        let info = ModelInfo { name: name.to_owned(), state: ModelState::Serving as i32, ..info };
+        Self { name: name.to_owned(), info, serving: Some((Arc::new(tokenizer), engine)), stats: Default::default() }
+    }
+
     /// The tokenizer and engine, or UNAVAILABLE with the reason the model is not serving.
     pub fn engine(&self) -> Result<&(Arc<Tokenizer>, EngineHandle), RequestError> {
         self.serving.as_ref().ok_or_else(|| RequestError::ModelUnavailable {
@@ -175,21 +181,14 @@ fn load_model_folder(name: &str, folder: &Path, options: &LoadOptions) -> anyhow
     let (tokenizer, handle, architecture, device) =
         crate::torch_backend::load(name, folder, options.session.cuda, options.batch)?;
     let info = ModelInfo {
-        name: name.to_owned(),
         architecture: architecture.to_owned(),
         languages: tokenizer.languages().to_vec(),
         bundle_bytes: folder_bytes(folder),
         backend: "libtorch".into(),
         device,
-        state: ModelState::Serving as i32,
         ..Default::default()
     };
-    Ok(ServedModel {
-        name: name.to_owned(),
-        info,
-        serving: Some((Arc::new(tokenizer), handle)),
-        stats: Default::default(),
-    })
+    Ok(ServedModel::serving(name, info, tokenizer, handle))
 }
 
 #[cfg(not(feature = "torch"))]
@@ -214,21 +213,14 @@ fn load_one(name: &str, folder: &Path, options: &LoadOptions) -> anyhow::Result<
         OrtModel::BiGru(m) => engine::spawn(name, *m, options.batch)?,
     };
     let info = ModelInfo {
-        name: name.to_owned(),
         architecture: bundle.manifest.architecture.clone(),
         languages: bundle.manifest.languages.clone(),
         bundle_bytes: bundle.manifest.files.values().map(|f| f.bytes).sum(),
         backend: "onnxruntime".into(),
         device: if options.session.cuda && xlmc_runtime::cuda_available() { "cuda:0" } else { "cpu" }.into(),
-        state: ModelState::Serving as i32,
         ..Default::default()
     };
-    Ok(ServedModel {
-        name: name.to_owned(),
-        info,
-        serving: Some((Arc::new(tokenizer), handle)),
-        stats: Default::default(),
-    })
+    Ok(ServedModel::serving(name, info, tokenizer, handle))
 }
 
 #[cfg(test)]

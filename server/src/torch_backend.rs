@@ -44,23 +44,22 @@ pub fn load(
         _ => "cpu".to_owned(),
     };
     let tokenizer = Tokenizer::load(dir)?;
-    if BiGru::is_saved_in(dir) {
-        let model = BiGru::load(dir, device)?;
+    let same_vocabulary = |n_words: i64| {
         anyhow::ensure!(
-            tokenizer.vocab_size() as i64 == model.config.n_words,
-            "tokenizer has {} tokens but the model {}",
-            tokenizer.vocab_size(),
-            model.config.n_words
+            tokenizer.vocab_size() as i64 == n_words,
+            "tokenizer has {} tokens but the model {n_words}",
+            tokenizer.vocab_size()
         );
-        Ok((tokenizer, engine::spawn(name, model, limits)?, "bigru", device_name))
+        Ok(())
+    };
+    let (engine, architecture) = if BiGru::is_saved_in(dir) {
+        let model = BiGru::load(dir, device)?;
+        same_vocabulary(model.config.n_words)?;
+        (engine::spawn(name, model, limits)?, "bigru")
     } else {
         let model = Seq2Seq::load(dir, device)?;
-        anyhow::ensure!(
-            tokenizer.vocab_size() as i64 == model.config.n_words,
-            "tokenizer has {} tokens but the model {}",
-            tokenizer.vocab_size(),
-            model.config.n_words
-        );
-        Ok((tokenizer, engine::spawn(name, model, limits)?, "transformer", device_name))
-    }
+        same_vocabulary(model.config.n_words)?;
+        (engine::spawn(name, model, limits)?, "transformer")
+    };
+    Ok((tokenizer, engine, architecture, device_name))
 }

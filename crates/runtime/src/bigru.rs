@@ -10,9 +10,8 @@ use xlmc_bundle::Bundle;
 use xlmc_decoding::{StepModel, xlm_source_layout};
 
 use crate::{
-    DECODER_FILE, ENCODER_FILE, RuntimeError, SessionOptions,
+    RuntimeError, SessionOptions,
     arrays::{concat, keep_range, output, pad_axis, used_columns, view},
-    environment,
 };
 
 /// What the runtime needs of a BiGRU's config (the bundle manifest's `config`).
@@ -48,14 +47,8 @@ impl OrtBiGruState {
 
 impl OrtBiGru {
     pub fn load(bundle: &Bundle, options: &SessionOptions) -> Result<Self, RuntimeError> {
-        let spec: BiGruSpec = serde_json::from_value(bundle.manifest.config.clone())
-            .map_err(|e| RuntimeError::Bundle(format!("{}: config: {e}", bundle.dir.display())))?;
-        let env = environment()?;
-        Ok(Self {
-            encoder: options.from_file(env, &bundle.file(ENCODER_FILE))?,
-            decoder: options.from_file(env, &bundle.file(DECODER_FILE))?,
-            spec,
-        })
+        let (spec, encoder, decoder) = crate::open_bundle::<BiGruSpec>(bundle, options)?;
+        Ok(Self { encoder, decoder, spec })
     }
 
     pub fn translator(&mut self, source_lang: i64, target_lang: i64) -> OrtBiGruTranslator<'_> {

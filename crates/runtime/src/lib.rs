@@ -134,6 +134,20 @@ pub fn cuda_available() -> bool {
     false
 }
 
+/// A bundle's manifest config as `Spec` and its encoder and decoder sessions: what every ORT step
+/// model loads.
+pub(crate) fn open_bundle<Spec: serde::de::DeserializeOwned>(
+    bundle: &xlmc_bundle::Bundle,
+    options: &SessionOptions,
+) -> Result<(Spec, Session, Session), RuntimeError> {
+    let spec: Spec = serde_json::from_value(bundle.manifest.config.clone())
+        .map_err(|e| RuntimeError::Bundle(format!("{}: config: {e}", bundle.dir.display())))?;
+    let env = environment()?;
+    let encoder = options.from_file(env, &bundle.file(ENCODER_FILE))?;
+    let decoder = options.from_file(env, &bundle.file(DECODER_FILE))?;
+    Ok((spec, encoder, decoder))
+}
+
 impl SessionOptions {
     pub fn from_file(&self, env: &Environment, path: &Path) -> Result<Session, RuntimeError> {
         Ok(self.builder(env)?.commit_from_file(path)?)

@@ -13,7 +13,6 @@ use xlmc_decoding::{StepModel, xlm_source_layout};
 use crate::{
     RuntimeError, SessionOptions,
     arrays::{concat, keep_range, output, pad_axis, used_columns, view},
-    environment,
 };
 
 pub const ENCODER_FILE: &str = "encoder.onnx";
@@ -69,14 +68,8 @@ impl OrtState {
 
 impl OrtTransformer {
     pub fn load(bundle: &Bundle, options: &SessionOptions) -> Result<Self, RuntimeError> {
-        let spec: TransformerSpec = serde_json::from_value(bundle.manifest.config.clone())
-            .map_err(|e| RuntimeError::Bundle(format!("{}: config: {e}", bundle.dir.display())))?;
-        let env = environment()?;
-        Ok(Self {
-            encoder: options.from_file(env, &bundle.file(ENCODER_FILE))?,
-            decoder: options.from_file(env, &bundle.file(DECODER_FILE))?,
-            spec,
-        })
+        let (spec, encoder, decoder) = crate::open_bundle::<TransformerSpec>(bundle, options)?;
+        Ok(Self { encoder, decoder, spec })
     }
 
     /// A step model translating from `source_lang` to `target_lang` (ids in `lang2id` order).
