@@ -81,15 +81,8 @@ fn folder_bytes(dir: &Path) -> u64 {
 
 /// Every initializer's element count in a bundle's graphs.
 fn stored_weights(dir: &Path) -> anyhow::Result<u64> {
-    use prost::Message;
-    let mut total = 0u64;
-    for file in [xlmc_runtime::ENCODER_FILE, xlmc_runtime::DECODER_FILE] {
-        let bytes = std::fs::read(dir.join(file)).with_context(|| format!("{}", dir.join(file).display()))?;
-        let model = xlmc_onnx::proto::ModelProto::decode(bytes.as_slice())?;
-        let graph = model.graph.unwrap_or_default();
-        total += graph.initializer.iter().map(|t| t.dims.iter().product::<i64>().max(1) as u64).sum::<u64>();
-    }
-    Ok(total)
+    let graphs = [xlmc_runtime::ENCODER_FILE, xlmc_runtime::DECODER_FILE];
+    Ok(graphs.iter().map(|file| xlmc_onnx::stored_values(&dir.join(file))).sum::<Result<u64, _>>()?)
 }
 
 pub fn run(path: &Path, args: &MeasureOptions) -> anyhow::Result<Measurement> {

@@ -178,17 +178,17 @@ fn folder_bytes(folder: &Path) -> u64 {
 /// A libtorch model folder, served by tch (feature `torch`).
 #[cfg(feature = "torch")]
 fn load_model_folder(name: &str, folder: &Path, options: &LoadOptions) -> anyhow::Result<ServedModel> {
-    let (tokenizer, handle, architecture, device) =
-        crate::torch_backend::load(name, folder, options.session.cuda, options.batch)?;
+    let loaded = crate::torch_backend::load(name, folder, options.session.cuda, options.batch)?;
     let info = ModelInfo {
-        architecture: architecture.to_owned(),
-        languages: tokenizer.languages().to_vec(),
+        architecture: loaded.architecture.to_owned(),
+        languages: loaded.tokenizer.languages().to_vec(),
+        parameters: loaded.parameters,
         bundle_bytes: folder_bytes(folder),
         backend: "libtorch".into(),
-        device,
+        device: loaded.device,
         ..Default::default()
     };
-    Ok(ServedModel::serving(name, info, tokenizer, handle))
+    Ok(ServedModel::serving(name, info, loaded.tokenizer, loaded.engine))
 }
 
 #[cfg(not(feature = "torch"))]
@@ -212,7 +212,10 @@ fn load_one(name: &str, folder: &Path, options: &LoadOptions) -> anyhow::Result<
         OrtModel::Transformer(m) => engine::spawn(name, *m, options.batch)?,
         OrtModel::BiGru(m) => engine::spawn(name, *m, options.batch)?,
     };
+    let graphs = [xlmc_runtime::ENCODER_FILE, xlmc_runtime::DECODER_FILE];
+    let parameters = graphs.iter().map(|f| xlmc_onnx::stored_values(&bundle.file(f))).sum::<Result<u64, _>>()?;
     let info = ModelInfo {
+        parameters,
         architecture: bundle.manifest.architecture.clone(),
         languages: bundle.manifest.languages.clone(),
         bundle_bytes: bundle.manifest.files.values().map(|f| f.bytes).sum(),

@@ -30,14 +30,19 @@ impl Backend for BiGru {
     }
 }
 
-/// Loads a model folder on `cuda` (else the CPU) and starts its engine. Returns the tokenizer,
-/// the engine, the architecture and the device's name.
-pub fn load(
-    name: &str,
-    dir: &Path,
-    cuda: bool,
-    limits: BatchLimits,
-) -> anyhow::Result<(Tokenizer, EngineHandle, &'static str, String)> {
+/// A model folder loaded and its engine started.
+#[derive(Debug)]
+pub struct Loaded {
+    pub tokenizer: Tokenizer,
+    pub engine: EngineHandle,
+    pub architecture: &'static str,
+    /// `cpu` or `cuda:N`.
+    pub device: String,
+    pub parameters: u64,
+}
+
+/// Loads a model folder on `cuda` (else the CPU) and starts its engine.
+pub fn load(name: &str, dir: &Path, cuda: bool, limits: BatchLimits) -> anyhow::Result<Loaded> {
     let device = xlmc_torch_device::select(cuda).context("--device cuda (libtorch backend)")?;
     let device_name = match device {
         tch::Device::Cuda(i) => format!("cuda:{i}"),
@@ -52,14 +57,16 @@ pub fn load(
         );
         Ok(())
     };
-    let (engine, architecture) = if BiGru::is_saved_in(dir) {
+    let (engine, architecture, parameters) = if BiGru::is_saved_in(dir) {
         let model = BiGru::load(dir, device)?;
         same_vocabulary(model.config.n_words)?;
-        (engine::spawn(name, model, limits)?, "bigru")
+        let parameters = model.parameters() as u64;
+        (engine::spawn(name, model, limits)?, "bigru", parameters)
     } else {
         let model = Seq2Seq::load(dir, device)?;
         same_vocabulary(model.config.n_words)?;
-        (engine::spawn(name, model, limits)?, "transformer")
+        let parameters = model.parameters() as u64;
+        (engine::spawn(name, model, limits)?, "transformer", parameters)
     };
-    Ok((tokenizer, engine, architecture, device_name))
+    Ok(Loaded { tokenizer, engine, architecture, device: device_name, parameters })
 }

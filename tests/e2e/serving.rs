@@ -94,6 +94,7 @@ async fn server_translates_like_the_exporter_under_concurrent_load() {
     assert_eq!(names, ["broken", "student", "teacher", "teacher-torch"]);
     let info = |name: &str| models.models.iter().find(|m| m.name == name).unwrap().clone();
     assert_eq!((info("teacher-torch").backend.as_str(), info("teacher").backend.as_str()), ("libtorch", "onnxruntime"));
+    assert!(info("teacher").parameters > 0 && info("teacher-torch").parameters > 0);
     assert_eq!(info("broken").state, ModelState::Failed as i32);
     assert!(info("broken").state_reason.contains("decoder.onnx"), "{:?}", info("broken"));
     assert_eq!(info("teacher").role, ModelRole::Teacher as i32);

@@ -23,7 +23,7 @@ mod model;
 
 pub use emit::{Emitter, Precision, WeightData};
 pub use graph::{Dim, ElemType, GraphBuilder, attr};
-pub use model::{DEFAULT_OPSET, IR_VERSION, Model};
+pub use model::{DEFAULT_OPSET, IR_VERSION, Model, stored_values};
 
 /// ONNX schema types generated from `proto/onnx/onnx_subset.proto`.
 #[allow(missing_debug_implementations, clippy::all)]
@@ -44,6 +44,10 @@ pub enum OnnxError {
     InitializerSize { name: String, dims: Vec<i64>, expected: usize, got: usize },
     #[error("the model has no weight `{0}`")]
     MissingWeight(String),
+    #[error("reading ONNX model {path}: {source}")]
+    Read { path: std::path::PathBuf, source: std::io::Error },
+    #[error("ONNX model {path} does not parse: {message}")]
+    Decode { path: std::path::PathBuf, message: String },
     #[error("writing ONNX model {path}: {source}")]
     Write { path: std::path::PathBuf, source: std::io::Error },
 }

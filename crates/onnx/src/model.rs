@@ -16,6 +16,15 @@ pub const IR_VERSION: i64 = 8;
 pub const DEFAULT_OPSET: i64 = 17;
 const PRODUCER_NAME: &str = "xlmc";
 
+/// How many values the initializers (weights and constants) of the ONNX file at `path` hold.
+pub fn stored_values(path: &Path) -> Result<u64, OnnxError> {
+    let bytes = std::fs::read(path).map_err(|source| OnnxError::Read { path: path.to_owned(), source })?;
+    let model = ModelProto::decode(bytes.as_slice())
+        .map_err(|e| OnnxError::Decode { path: path.to_owned(), message: e.to_string() })?;
+    let graph = model.graph.unwrap_or_default();
+    Ok(graph.initializer.iter().map(|t| t.dims.iter().product::<i64>().max(1) as u64).sum())
+}
+
 /// An ONNX model about to be written.
 #[derive(Debug)]
 pub struct Model {
