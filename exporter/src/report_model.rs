@@ -15,6 +15,7 @@ use crate::{
     cli::{Device, MeasureOptions},
     export::open_bundle,
     model_dir, torch_device,
+    translate::language_ids,
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -115,7 +116,7 @@ pub fn run(path: &Path, args: &MeasureOptions) -> anyhow::Result<Measurement> {
         let (bundle, tokenizer) = open_bundle(path)?;
         let session = SessionOptions { intra_threads: args.threads.unwrap_or(1), cuda: args.device == Device::Cuda };
         ort = OrtModel::load(&bundle, &session).with_context(|| path.display().to_string())?;
-        let langs = language_ids(&tokenizer, args)?;
+        let langs = language_ids(&tokenizer, Some(&args.source_lang), Some(&args.target_lang))?;
         let parameters = stored_weights(path)?;
         let (architecture, precision) =
             (bundle.manifest.architecture.clone(), bundle.manifest.export.precision.clone());
@@ -124,7 +125,7 @@ pub fn run(path: &Path, args: &MeasureOptions) -> anyhow::Result<Measurement> {
     } else {
         let (model, tokenizer) = model_dir::load_any(path, torch_device::select(args.device)?)?;
         torch = model;
-        let langs = language_ids(&tokenizer, args)?;
+        let langs = language_ids(&tokenizer, Some(&args.source_lang), Some(&args.target_lang))?;
         let architecture = torch.architecture().to_owned();
         let parameters = torch.parameters() as u64;
         let decode: Decoder = Box::new(move |chunk| torch.decode(chunk, langs, options));
@@ -181,11 +182,4 @@ pub fn run(path: &Path, args: &MeasureOptions) -> anyhow::Result<Measurement> {
         throughput,
         peak_rss_mib: peak_rss_mib(),
     })
-}
-
-fn language_ids(tokenizer: &Tokenizer, args: &MeasureOptions) -> anyhow::Result<(i64, i64)> {
-    let id = |lang: &str| -> anyhow::Result<i64> {
-        Ok(i64::from(tokenizer.language_id(lang).with_context(|| format!("language `{lang}`"))?))
-    };
-    Ok((id(&args.source_lang)?, id(&args.target_lang)?))
 }

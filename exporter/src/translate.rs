@@ -44,7 +44,7 @@ pub fn run(args: &TranslateArgs) -> anyhow::Result<()> {
         (Some(dir), _) => {
             let device = torch_device::select(args.device)?;
             let (model, tokenizer) = model_dir::load_any(dir, device)?;
-            let langs = language_ids(&tokenizer, args)?;
+            let langs = language_ids(&tokenizer, args.source_lang.as_deref(), args.target_lang.as_deref())?;
             translate_lines(&tokenizer, &lines, args.batch_size, |sources| model.decode(sources, langs, options))?
         }
         (None, Some(dir)) => {
@@ -52,7 +52,7 @@ pub fn run(args: &TranslateArgs) -> anyhow::Result<()> {
             let session = xlmc_runtime::SessionOptions { cuda: args.device == Device::Cuda, ..Default::default() };
             let mut model = xlmc_runtime::OrtModel::load(&bundle, &session)
                 .with_context(|| format!("--bundle {}", dir.display()))?;
-            let langs = language_ids(&tokenizer, args)?;
+            let langs = language_ids(&tokenizer, args.source_lang.as_deref(), args.target_lang.as_deref())?;
             translate_lines(&tokenizer, &lines, args.batch_size, |sources| Ok(model.decode(sources, langs, options)?))?
         }
         (None, None) => anyhow::bail!("--model or --bundle is required"),
@@ -68,11 +68,15 @@ pub fn run(args: &TranslateArgs) -> anyhow::Result<()> {
 }
 
 /// `--source-lang`/`--target-lang` as ids (default: the tokenizer's first and second language).
-fn language_ids(tokenizer: &Tokenizer, args: &TranslateArgs) -> anyhow::Result<(i64, i64)> {
-    let languages = tokenizer.languages().to_vec();
-    let source_lang = args.source_lang.clone().unwrap_or_else(|| languages.first().cloned().unwrap_or_default());
-    let target_lang = args.target_lang.clone().unwrap_or_else(|| languages.get(1).cloned().unwrap_or_default());
-    let source_id = i64::from(tokenizer.language_id(&source_lang).context("--source-lang")?);
-    let target_id = i64::from(tokenizer.language_id(&target_lang).context("--target-lang")?);
+pub(crate) fn language_ids(
+    tokenizer: &Tokenizer,
+    source_lang: Option<&str>,
+    target_lang: Option<&str>,
+) -> anyhow::Result<(i64, i64)> {
+    let languages = tokenizer.languages();
+    let source_lang = source_lang.or(languages.first().map(String::as_str)).unwrap_or_default();
+    let target_lang = target_lang.or(languages.get(1).map(String::as_str)).unwrap_or_default();
+    let source_id = i64::from(tokenizer.language_id(source_lang).context("--source-lang")?);
+    let target_id = i64::from(tokenizer.language_id(target_lang).context("--target-lang")?);
     Ok((source_id, target_id))
 }

@@ -104,14 +104,10 @@ impl Job {
     fn abandoned(&self, now: Instant) -> bool {
         self.reply.is_closed() || self.deadline.is_some_and(|d| now >= d)
     }
-
-    /// Says why it is dropped (a passed deadline is answered; a closed reply has no one to hear).
-    fn drop_now(self, now: Instant, model: &str) {
-        abandon(self.reply, self.deadline, now, model);
-    }
 }
 
-/// Drops a sentence whose client left or whose deadline passed, counting why.
+/// Drops a sentence whose client left or whose deadline passed, counting why (a passed deadline
+/// is answered; a closed reply has no one to hear).
 fn abandon(reply: oneshot::Sender<Result<Done, JobError>>, deadline: Option<Instant>, now: Instant, model: &str) {
     let reason = if deadline.is_some_and(|d| now >= d) {
         let _ = reply.send(Err(JobError::Deadline));
@@ -301,7 +297,7 @@ impl<B: Backend> Engine<B> {
         let (keep, gone): (Vec<Job>, Vec<Job>) = self.queue.drain(..).partition(|job| !job.abandoned(now));
         self.queue = keep.into();
         for job in gone {
-            job.drop_now(now, &self.model);
+            abandon(job.reply, job.deadline, now, &self.model);
         }
         self.waiting.fetch_sub(before - self.queue.len(), Ordering::SeqCst);
     }
