@@ -85,11 +85,34 @@ pub enum Preset {
 
 #[derive(Debug, Args)]
 pub struct PipelineArgs {
-    /// Sizes; paths and training settings come from `configs/teacher-<preset>.toml`.
+    /// Sizes of every stage: reads `configs/pipeline-<preset>.toml` (unless --config).
     #[arg(long, env = "XLMC_PRESET", value_enum, default_value = "small")]
     pub preset: Preset,
 
-    /// Device for training stages.
+    /// The pipeline's settings file (corpus, output folder, stage budgets, the teacher and
+    /// student configs it builds on).
+    #[arg(long, env = "XLMC_PIPELINE_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Your own corpus folder (`exporter data import`) instead of the config's; the built-in
+    /// en-fr corpus is only fetched when the config's own is used.
+    #[arg(long)]
+    pub corpus: Option<PathBuf>,
+
+    /// Output folder of every stage (default: the config's `out`).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+
+    /// Bring your own teacher: a model folder (`exporter train` or `import-xlm` output) used
+    /// as the teacher; the tokenizer and teacher-training stages are skipped.
+    #[arg(long)]
+    pub teacher: Option<PathBuf>,
+
+    /// After the demo translations, keep the server running on this address until Ctrl-C.
+    #[arg(long, value_name = "ADDR")]
+    pub serve: Option<std::net::SocketAddr>,
+
+    /// Device for training and translation stages.
     #[arg(long, env = "XLMC_DEVICE", value_enum, default_value = "cpu")]
     pub device: Device,
 }
@@ -466,7 +489,8 @@ pub struct ExportArgs {
     pub force: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Precision {
     Fp32,
     Fp16,

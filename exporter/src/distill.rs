@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail, ensure};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use xlmc_teacher_cache::{CacheSpec, TeacherCache, pair_hash};
 use xlmc_tokenizer::Tokenizer;
@@ -27,7 +27,7 @@ use crate::{
 };
 
 /// The TOML file `exporter distill --config` reads.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DistillConfig {
     /// Corpus folder (`exporter data fetch|import`).
@@ -59,7 +59,7 @@ pub struct DistillConfig {
     pub bigru: BiGruSizes,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BiGruSizes {
     pub emb_dim: i64,
@@ -75,7 +75,7 @@ impl Default for BiGruSizes {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     #[default]

@@ -19,6 +19,8 @@ pub mod report;
 pub mod report_model;
 pub mod score;
 pub mod seqkd;
+pub mod serve_demo;
+pub mod stage_stamps;
 pub mod tokenizer;
 pub mod torch_device;
 pub mod train;

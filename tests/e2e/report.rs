@@ -34,38 +34,10 @@ fn report_compares_teacher_and_students_and_names_what_it_could_not_measure() {
     assert!(text.contains("| run |") && text.contains("| student-int8 |"), "{text}");
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(path("report/report.json")).unwrap()).unwrap();
-    for key in ["test", "device", "threads", "cores", "teacher", "models", "ratios", "errors"] {
-        assert!(report.get(key).is_some(), "report.json lacks `{key}`");
-    }
+    let models = assert_report_fields(&report, 3);
     assert_eq!(report["teacher"], "run");
-    let models = report["models"].as_array().unwrap();
-    assert_eq!(models.len(), 3);
     for m in models {
-        for key in [
-            "name",
-            "path",
-            "backend",
-            "architecture",
-            "precision",
-            "parameters",
-            "bytes",
-            "sentences",
-            "bleu",
-            "chrf",
-            "bleu_signature",
-            "chrf_signature",
-            "latency_p50_ms",
-            "latency_p95_ms",
-            "latency_p99_ms",
-            "throughput",
-            "peak_rss_mib",
-        ] {
-            assert!(m.get(key).is_some(), "model {} lacks `{key}`", m["name"]);
-        }
-        assert!(m["peak_rss_mib"].as_f64().unwrap() > 10.0);
         assert_eq!(m["throughput"].as_array().unwrap().len(), 2);
-        let (p50, p99) = (m["latency_p50_ms"].as_f64().unwrap(), m["latency_p99_ms"].as_f64().unwrap());
-        assert!(p50 > 0.0 && p50 <= p99, "{m}");
     }
     assert_eq!((models[1]["backend"].as_str(), models[2]["backend"].as_str()), (Some("libtorch"), Some("onnxruntime")));
     assert_eq!(models[2]["precision"], "int8");
@@ -91,4 +63,45 @@ fn report_compares_teacher_and_students_and_names_what_it_could_not_measure() {
     for plot in ["pareto.svg", "latency.svg", "report.md", "curves-run.svg"] {
         assert!(std::fs::metadata(path(&format!("report/{plot}"))).unwrap().len() > 100, "{plot}");
     }
+}
+
+/// Asserts that report.json has every field, for `n` measured models; returns them.
+pub(crate) fn assert_report_fields(report: &serde_json::Value, n: usize) -> &Vec<serde_json::Value> {
+    for key in ["test", "device", "threads", "cores", "teacher", "models", "ratios", "errors"] {
+        assert!(report.get(key).is_some(), "report.json lacks `{key}`");
+    }
+    let models = report["models"].as_array().unwrap();
+    assert_eq!(models.len(), n, "{report}");
+    for m in models {
+        for key in [
+            "name",
+            "path",
+            "backend",
+            "architecture",
+            "precision",
+            "parameters",
+            "bytes",
+            "sentences",
+            "bleu",
+            "chrf",
+            "bleu_signature",
+            "chrf_signature",
+            "latency_p50_ms",
+            "latency_p95_ms",
+            "latency_p99_ms",
+            "throughput",
+            "peak_rss_mib",
+        ] {
+            assert!(m.get(key).is_some(), "model {} lacks `{key}`", m["name"]);
+        }
+        assert!(m["peak_rss_mib"].as_f64().unwrap() > 10.0);
+        let (p50, p99) = (m["latency_p50_ms"].as_f64().unwrap(), m["latency_p99_ms"].as_f64().unwrap());
+        assert!(p50 > 0.0 && p50 <= p99, "{m}");
+    }
+    for ratio in report["ratios"].as_array().unwrap() {
+        for key in ["model", "bleu_kept_percent", "speedup_batch1", "speedup_throughput", "size_ratio"] {
+            assert!(ratio.get(key).is_some(), "ratio {ratio} lacks `{key}`");
+        }
+    }
+    models
 }
