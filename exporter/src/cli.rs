@@ -54,8 +54,9 @@ pub enum Command {
     /// One model's measurements as JSON (run by `report` in a child process, for its own peak RSS).
     #[command(hide = true)]
     ReportModel(ReportModelArgs),
-    /// Run the whole pipeline: data → tokenizer → teacher → prune → distill → BiGRU → export →
-    /// report → serve. Stages whose output exists and is valid are skipped.
+    /// Run the whole pipeline: data → tokenizer → teacher → prune → distill (word-level KD,
+    /// seq-KD) → BiGRU → export → report → serve and translate through gRPC. A stage whose output
+    /// is valid and was built from the same inputs and settings is skipped.
     Pipeline(PipelineArgs),
 }
 

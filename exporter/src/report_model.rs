@@ -55,15 +55,6 @@ pub struct Measurement {
 
 type Decoder<'a> = Box<dyn FnMut(&[Vec<u32>]) -> anyhow::Result<Vec<Hypothesis>> + 'a>;
 
-/// The nearest-rank percentile of sorted values.
-pub fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
 fn peak_rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let kib = status
@@ -72,12 +63,6 @@ fn peak_rss_mib() -> f64 {
         .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
         .unwrap_or(0.0);
     kib / 1024.0
-}
-
-fn folder_bytes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|entries| entries.filter_map(Result::ok).filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
-        .unwrap_or(0)
 }
 
 /// Every initializer's element count in a bundle's graphs.
@@ -168,16 +153,16 @@ pub fn run(path: &Path, args: &MeasureOptions) -> anyhow::Result<Measurement> {
         architecture,
         precision,
         parameters,
-        bytes: folder_bytes(path),
+        bytes: xlmc_bundle::folder_bytes(path),
         vocabulary,
         sentences: sources.len(),
         bleu,
         chrf,
         bleu_signature: BLEU_SIGNATURE.to_owned(),
         chrf_signature: CHRF_SIGNATURE.to_owned(),
-        latency_p50_ms: percentile(&latencies_ms, 50.0),
-        latency_p95_ms: percentile(&latencies_ms, 95.0),
-        latency_p99_ms: percentile(&latencies_ms, 99.0),
+        latency_p50_ms: xlmc_telemetry::percentile(&latencies_ms, 50.0),
+        latency_p95_ms: xlmc_telemetry::percentile(&latencies_ms, 95.0),
+        latency_p99_ms: xlmc_telemetry::percentile(&latencies_ms, 99.0),
         latencies_ms,
         throughput,
         peak_rss_mib: peak_rss_mib(),

@@ -168,13 +168,6 @@ impl Registry {
     }
 }
 
-/// Total size of the files directly in `folder`.
-fn folder_bytes(folder: &Path) -> u64 {
-    std::fs::read_dir(folder)
-        .map(|entries| entries.filter_map(Result::ok).filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
-        .unwrap_or(0)
-}
-
 /// A libtorch model folder, served by tch (feature `torch`).
 #[cfg(feature = "torch")]
 fn load_model_folder(name: &str, folder: &Path, options: &LoadOptions) -> anyhow::Result<ServedModel> {
@@ -183,7 +176,7 @@ fn load_model_folder(name: &str, folder: &Path, options: &LoadOptions) -> anyhow
         architecture: loaded.architecture.to_owned(),
         languages: loaded.tokenizer.languages().to_vec(),
         parameters: loaded.parameters,
-        bundle_bytes: folder_bytes(folder),
+        bundle_bytes: xlmc_bundle::folder_bytes(folder),
         backend: "libtorch".into(),
         device: loaded.device,
         ..Default::default()
@@ -197,7 +190,7 @@ fn load_model_folder(_name: &str, folder: &Path, _options: &LoadOptions) -> anyh
         "{}: a libtorch model folder ({} bytes, no manifest.json); this server was built without the `torch` \
          feature — export it with `exporter export --model … --out …`, or build with `--features torch`",
         folder.display(),
-        folder_bytes(folder)
+        xlmc_bundle::folder_bytes(folder)
     )
 }
 

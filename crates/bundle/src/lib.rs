@@ -109,6 +109,13 @@ impl Manifest {
 
 /// Writes a bundle to `out`: `fill` writes the files into the staging folder it is given and
 /// returns the manifest with `files` left empty; every file it wrote is then hashed into it.
+/// Total size of the files directly in `folder` (a bundle, or a model folder beside bundles).
+pub fn folder_bytes(folder: &Path) -> u64 {
+    std::fs::read_dir(folder)
+        .map(|entries| entries.filter_map(Result::ok).filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+        .unwrap_or(0)
+}
+
 pub fn write(
     out: &Path,
     replace: bool,

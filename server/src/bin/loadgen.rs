@@ -133,15 +133,9 @@ async fn run(args: &Args, url: String, sentences: Arc<Vec<String>>) -> anyhow::R
 }
 
 fn report(label: &str, outcome: &Outcome) {
-    let mut sorted = outcome.latencies.clone();
-    sorted.sort();
-    let percentile = |p: f64| -> f64 {
-        if sorted.is_empty() {
-            return f64::NAN;
-        }
-        let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-        sorted[rank.clamp(1, sorted.len()) - 1].as_secs_f64() * 1000.0
-    };
+    let mut sorted: Vec<f64> = outcome.latencies.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+    sorted.sort_by(f64::total_cmp);
+    let percentile = |p: f64| xlmc_telemetry::percentile(&sorted, p);
     let seconds = outcome.elapsed.as_secs_f64();
     println!(
         "| {label} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
