@@ -5,24 +5,26 @@ use xlmc_corpus::{FetchOptions, ImportOptions, Manifest, Split, UserCorpus};
 
 use crate::cli::{DataCommand, FetchArgs, ImportArgs};
 
-pub fn run(command: &DataCommand) -> anyhow::Result<()> {
+/// The command's summary text (splits, counts, where the manifest is).
+pub fn run(command: &DataCommand) -> anyhow::Result<String> {
     match command {
         DataCommand::Fetch(args) => fetch(args),
         DataCommand::Import(args) => import(args),
     }
 }
 
-fn fetch(args: &FetchArgs) -> anyhow::Result<()> {
+fn fetch(args: &FetchArgs) -> anyhow::Result<String> {
     let fetched = xlmc_corpus::fetch_en_fr(&FetchOptions { pair: args.pair.clone(), out: args.out.clone() })
         .with_context(|| format!("exporter data fetch --pair {} --out {}", args.pair, args.out.display()))?;
+    let mut text = String::new();
     if !fetched.rebuilt {
-        println!("{} is complete and valid (MANIFEST.json checksums match): nothing to do", args.out.display());
+        text +=
+            &format!("{} is complete and valid (MANIFEST.json checksums match): nothing to do\n", args.out.display());
     }
-    print_summary(&fetched.manifest, &args.out);
-    Ok(())
+    Ok(text + &summary(&fetched.manifest, &args.out))
 }
 
-fn import(args: &ImportArgs) -> anyhow::Result<()> {
+fn import(args: &ImportArgs) -> anyhow::Result<String> {
     let corpus = match (&args.tsv, &args.source, &args.target) {
         (Some(tsv), None, None) => UserCorpus::Tsv(tsv.clone()),
         (None, Some(source), Some(target)) => UserCorpus::Moses { source: source.clone(), target: target.clone() },
@@ -39,8 +41,8 @@ fn import(args: &ImportArgs) -> anyhow::Result<()> {
         held_out_percent: args.held_out_percent,
     };
     let (manifest, report) = xlmc_corpus::import_corpus(&options).context("exporter data import")?;
-    println!(
-        "kept {} pairs; skipped {} empty, {} longer than {} words, {} invalid UTF-8, {} malformed",
+    let kept = format!(
+        "kept {} pairs; skipped {} empty, {} longer than {} words, {} invalid UTF-8, {} malformed\n",
         report.kept,
         report.empty,
         report.too_long,
@@ -48,14 +50,15 @@ fn import(args: &ImportArgs) -> anyhow::Result<()> {
         report.invalid_utf8,
         report.malformed
     );
-    print_summary(&manifest, &args.out);
-    Ok(())
+    Ok(kept + &summary(&manifest, &args.out))
 }
 
-fn print_summary(manifest: &Manifest, out: &std::path::Path) {
-    for split in Split::ALL {
-        println!("{:<5} {:>7} pairs", split.name(), manifest.count(split));
-    }
-    println!("removed {} duplicates, {} cross-split repeats", manifest.removed_duplicates, manifest.removed_leaks);
-    println!("manifest: {}", out.join(xlmc_corpus::MANIFEST_FILE).display());
+fn summary(manifest: &Manifest, out: &std::path::Path) -> String {
+    let mut text: String =
+        Split::ALL.iter().map(|&split| format!("{:<5} {:>7} pairs\n", split.name(), manifest.count(split))).collect();
+    text += &format!(
+        "removed {} duplicates, {} cross-split repeats\n",
+        manifest.removed_duplicates, manifest.removed_leaks
+    );
+    text + &format!("manifest: {}\n", out.join(xlmc_corpus::MANIFEST_FILE).display())
 }

@@ -36,7 +36,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{report}");
             Ok(())
         }
-        Command::Data(command) => data::run(&command),
+        Command::Data(command) => {
+            print!("{}", data::run(&command)?);
+            Ok(())
+        }
         Command::Tokenizer(command) => tokenizer::run(&command),
         Command::Train(args) => train::run(&args),
         Command::Bench(args) => bench::run(&args),

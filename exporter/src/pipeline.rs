@@ -172,7 +172,7 @@ pub fn run(args: &PipelineArgs) -> anyhow::Result<()> {
         }
         println!("      {}: your corpus, valid", corpus.display());
     } else {
-        data::run(&DataCommand::Fetch(FetchArgs { pair: "en-fr".into(), out: corpus.clone() }))?;
+        indented(&data::run(&DataCommand::Fetch(FetchArgs { pair: "en-fr".into(), out: corpus.clone() }))?);
     }
     stages.record("data", step, false);
     let manifest = Manifest::load_valid(&corpus).context("the corpus changed while the pipeline ran")?;
