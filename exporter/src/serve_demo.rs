@@ -3,19 +3,16 @@
 //! teacher's and the reference — what a user checks first after a run.
 
 use std::{
-    io::{BufRead, BufReader},
     net::SocketAddr,
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    sync::mpsc,
+    path::Path,
+    process::Command,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, bail};
 use xlmc_proto::v1::{TranslateRequest, translator_client::TranslatorClient};
+use xlmc_server::launch::{ReadyServer, sibling_binary};
 
-/// What the server prints once every model is loaded (`xlmc_server::READY_PREFIX`).
-const READY_PREFIX: &str = "xlmc-server ready";
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(300);
 
 #[derive(Debug)]
@@ -30,81 +27,22 @@ pub struct Demo<'a> {
     pub serve: Option<SocketAddr>,
 }
 
-/// The server binary beside this exporter (both are built into the same target folder).
-fn server_binary() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe().context("locating the exporter binary")?;
-    let server = exe.with_file_name("server");
-    if !server.is_file() {
-        bail!(
-            "{} is not built: `cargo build --release -p xlmc-server` (or ./xlmc build) builds it beside the exporter",
-            server.display()
-        );
-    }
-    Ok(server)
-}
-
-/// A started server; killed when dropped.
-struct ServerChild {
-    child: Child,
-    grpc: SocketAddr,
-    metrics: String,
-}
-
-impl Drop for ServerChild {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server(demo: &Demo) -> anyhow::Result<ServerChild> {
-    let server = server_binary()?;
+fn start_server(demo: &Demo) -> anyhow::Result<ReadyServer> {
     let addr = demo.serve.map_or("127.0.0.1:0".to_owned(), |a| a.to_string());
-    let mut command = Command::new(&server);
-    command
-        .arg("--models")
-        .arg(demo.bundles)
-        .args(["--teacher", &demo.models[0], "--addr", &addr, "--metrics-addr", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+    let mut command = Command::new(sibling_binary()?);
+    command.arg("--models").arg(demo.bundles).args([
+        "--teacher",
+        &demo.models[0],
+        "--addr",
+        &addr,
+        "--metrics-addr",
+        "127.0.0.1:0",
+    ]);
     if demo.serve.is_none() && std::env::var_os("RUST_LOG").is_none() {
         // The demo prints the translations; the server's info lines would bury them.
         command.env("RUST_LOG", "warn");
     }
-    let mut child = command.spawn().with_context(|| format!("starting {}", server.display()))?;
-    let stdout = child.stdout.take().context("server stdout")?;
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if !sent && line.starts_with(READY_PREFIX) {
-                let _ = tx.send(line);
-                sent = true;
-            }
-        }
-    });
-    let started = Instant::now();
-    let line = loop {
-        match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(line) => break line,
-            Err(_) => {
-                if let Some(status) = child.try_wait()? {
-                    bail!("{} exited ({status}) before it was ready; its log is above", server.display());
-                }
-                if started.elapsed() > STARTUP_TIMEOUT {
-                    let _ = child.kill();
-                    bail!("{} was not ready after {} s", server.display(), STARTUP_TIMEOUT.as_secs());
-                }
-            }
-        }
-    };
-    let field = |key: &str| line.split_whitespace().find_map(|f| f.strip_prefix(key)).map(str::to_owned);
-    let grpc = field("grpc=").and_then(|a| a.parse().ok());
-    let Some(grpc) = grpc else {
-        let _ = child.kill();
-        bail!("unexpected ready line from the server: {line}");
-    };
-    Ok(ServerChild { child, grpc, metrics: field("metrics=").unwrap_or_default() })
+    ReadyServer::start(command, STARTUP_TIMEOUT)
 }
 
 /// One model's outputs, or why there are none.
@@ -136,9 +74,10 @@ async fn translate_all(grpc: SocketAddr, demo: &Demo<'_>) -> anyhow::Result<Vec<
 
 pub fn run(demo: &Demo) -> anyhow::Result<()> {
     let server = start_server(demo)?;
-    println!("      server ready: grpc={} metrics={} (pid {})", server.grpc, server.metrics, server.child.id());
+    let grpc = server.grpc()?;
+    println!("      server ready: grpc={grpc} metrics={} (pid {})", server.metrics()?, server.child.id());
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let outputs = runtime.block_on(translate_all(server.grpc, demo))?;
+    let outputs = runtime.block_on(translate_all(grpc, demo))?;
 
     let width = demo.models.iter().map(String::len).max().unwrap_or(0).max("reference".len());
     for (i, source) in demo.sources.iter().enumerate() {
@@ -178,9 +117,9 @@ pub fn run(demo: &Demo) -> anyhow::Result<()> {
             demo.models.last().map_or("", String::as_str),
             demo.languages.0,
             demo.languages.1,
-            server.grpc
+            grpc
         );
-        println!("      serving on {} until Ctrl-C; try:\n      {example}", server.grpc);
+        println!("      serving on {grpc} until Ctrl-C; try:\n      {example}");
         let mut server = server;
         let status = server.child.wait()?;
         println!("      server exited ({status})");

@@ -8,6 +8,7 @@
 mod auth;
 mod engine;
 mod error;
+pub mod launch;
 mod registry;
 mod service;
 mod settings;

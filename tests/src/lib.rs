@@ -3,13 +3,14 @@
 
 use std::{
     collections::BTreeMap,
-    io::{BufRead, BufReader, Read, Write},
+    io::{Read, Write},
     net::{SocketAddr, TcpStream},
     path::PathBuf,
-    process::{Child, Command, ExitStatus, Stdio},
-    sync::mpsc,
+    process::{Command, ExitStatus, Stdio},
     time::Duration,
 };
+
+use xlmc_server::launch::ReadyServer;
 
 /// How long a server may take to print its ready line.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -28,7 +29,7 @@ pub fn binary(name: &str) -> PathBuf {
 /// A `server` process on 127.0.0.1 port 0; killed when dropped.
 #[derive(Debug)]
 pub struct ServerProcess {
-    child: Child,
+    server: ReadyServer,
     pub grpc: SocketAddr,
     pub metrics: SocketAddr,
     /// The ONNX Runtime library the server loaded.
@@ -43,34 +44,19 @@ impl ServerProcess {
 
     /// Same as [`ServerProcess::start`] with a server binary from elsewhere (an install layout).
     pub fn start_binary(server: &std::path::Path, args: &[&str]) -> Self {
-        let mut child = Command::new(server)
+        let mut command = Command::new(server);
+        command
             .env_clear()
             .env("RUST_LOG", "warn")
             .args(["--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0"])
             .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn server");
-        let stdout = child.stdout.take().expect("server stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.starts_with(xlmc_server::READY_PREFIX) {
-                    let _ = tx.send(line);
-                }
-            }
-        });
-        let line = rx.recv_timeout(STARTUP_TIMEOUT).expect("server did not print its ready line");
-        let field = |key: &str| -> &str {
-            line.split_whitespace().find_map(|f| f.strip_prefix(key)).unwrap_or_else(|| panic!("no {key} in `{line}`"))
-        };
-        let addr = |key: &str| -> SocketAddr { field(key).parse().unwrap_or_else(|_| panic!("bad {key} in `{line}`")) };
+            .stderr(Stdio::inherit());
+        let server = ReadyServer::start(command, STARTUP_TIMEOUT).unwrap_or_else(|e| panic!("{e:#}"));
         Self {
-            grpc: addr("grpc="),
-            metrics: addr("metrics="),
-            onnxruntime: PathBuf::from(field("onnxruntime=")),
-            child,
+            grpc: server.grpc().unwrap(),
+            metrics: server.metrics().unwrap(),
+            onnxruntime: PathBuf::from(server.field("onnxruntime=").expect("onnxruntime= in the ready line")),
+            server,
         }
     }
 
@@ -80,24 +66,17 @@ impl ServerProcess {
 
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(mut self) -> ExitStatus {
-        let pid = self.child.id().to_string();
+        let pid = self.server.child.id().to_string();
         let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
         assert!(sent.success(), "kill -TERM {pid} failed");
         let deadline = std::time::Instant::now() + SHUTDOWN_TIMEOUT;
         loop {
-            if let Some(status) = self.child.try_wait().expect("wait server") {
+            if let Some(status) = self.server.child.try_wait().expect("wait server") {
                 return status;
             }
             assert!(std::time::Instant::now() < deadline, "server did not exit after SIGTERM");
             std::thread::sleep(Duration::from_millis(20));
         }
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

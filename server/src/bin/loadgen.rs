@@ -7,9 +7,8 @@
 //! the same load; with `--addr` it measures a running server.
 
 use std::{
-    io::{BufRead, BufReader},
     path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::Command,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -17,6 +16,10 @@ use std::{
 use anyhow::{Context, bail, ensure};
 use clap::Parser;
 use xlmc_proto::v1::{TranslateRequest, translator_client::TranslatorClient};
+use xlmc_server::launch::{ReadyServer, sibling_binary};
+
+/// How long a started server may take to load its models.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Parser)]
 #[command(name = "loadgen", about = "Bounded gRPC load for the xlmc server: throughput and latency percentiles")]
@@ -75,8 +78,8 @@ async fn main() -> anyhow::Result<()> {
         (Some(addr), None) => report("(running server)", &run(&args, addr.clone(), sentences).await?),
         (None, Some(models)) => {
             for mode in &args.batching {
-                let server = StartedServer::start(models, mode, &args.server_arg)?;
-                let outcome = run(&args, server.url.clone(), sentences.clone()).await;
+                let (server, url) = start_server(models, mode, &args.server_arg)?;
+                let outcome = run(&args, url, sentences.clone()).await;
                 drop(server);
                 report(mode, &outcome?);
             }
@@ -149,46 +152,15 @@ fn report(label: &str, outcome: &Outcome) {
     );
 }
 
-/// The sibling `server` binary on 127.0.0.1:0, stopped on drop.
-struct StartedServer {
-    child: Child,
-    url: String,
-}
-
-impl StartedServer {
-    fn start(models: &std::path::Path, batching: &str, extra: &[String]) -> anyhow::Result<Self> {
-        let exe = std::env::current_exe()?;
-        let server = exe.with_file_name("server");
-        let mut child = Command::new(&server)
-            .args(["--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--batching", batching])
-            .arg("--models")
-            .arg(models)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("starting {}", server.display()))?;
-        let stdout = child.stdout.take().context("server stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let ready = loop {
-            match lines.next() {
-                Some(Ok(line)) if line.starts_with(xlmc_server::READY_PREFIX) => break line,
-                Some(_) => continue,
-                None => bail!("{} exited before it was ready", server.display()),
-            }
-        };
-        // Keep draining stdout so the server never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        let grpc = ready
-            .split_whitespace()
-            .find_map(|f| f.strip_prefix("grpc="))
-            .with_context(|| format!("no grpc= in `{ready}`"))?;
-        Ok(Self { child, url: format!("http://{grpc}") })
-    }
-}
-
-impl Drop for StartedServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The sibling `server` on 127.0.0.1:0 with one batching mode; its gRPC URL.
+fn start_server(models: &std::path::Path, batching: &str, extra: &[String]) -> anyhow::Result<(ReadyServer, String)> {
+    let mut command = Command::new(sibling_binary()?);
+    command
+        .args(["--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--batching", batching])
+        .arg("--models")
+        .arg(models)
+        .args(extra);
+    let server = ReadyServer::start(command, STARTUP_TIMEOUT)?;
+    let url = format!("http://{}", server.grpc()?);
+    Ok((server, url))
 }
