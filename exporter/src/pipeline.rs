@@ -14,14 +14,14 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use serde::Deserialize;
+use clap::ValueEnum;
+use serde::{Deserialize, Serialize};
 use xlmc_corpus::{Manifest, Split, split_paths};
 
 use crate::{
     cli::{
-        Arch, DataCommand, Device, DistillArgs, DoctorArgs, ExportArgs, FetchArgs, MeasureOptions, PipelineArgs,
-        Precision, Preset, PruneArgs, ReportArgs, SeqKdArgs, TokenizerCommand, TrainArgs, TrainTokenizerArgs,
-        TrainingRun,
+        Arch, DataCommand, DistillArgs, DoctorArgs, ExportArgs, FetchArgs, MeasureOptions, PipelineArgs, Precision,
+        PruneArgs, ReportArgs, SeqKdArgs, TokenizerCommand, TrainArgs, TrainTokenizerArgs, TrainingRun,
     },
     data,
     distill::{self, DistillConfig},
@@ -93,27 +93,21 @@ impl PipelineConfig {
     }
 }
 
-fn preset_name(preset: Preset) -> &'static str {
-    match preset {
-        Preset::Tiny => "tiny",
-        Preset::Small => "small",
-        Preset::Base => "base",
-    }
+/// A value as its command-line flag spells it (`small`, `cuda`, `fp32`).
+fn flag(value: impl ValueEnum) -> String {
+    value.to_possible_value().map(|v| v.get_name().to_owned()).unwrap_or_default()
 }
 
 const STAGES: usize = 12;
 
-/// A training config as text for its stage key: without the time budget, which changes how long
-/// a run goes on, not what it is.
-fn teacher_key_text(config: &TeacherConfig) -> anyhow::Result<String> {
-    let mut config = config.clone();
-    config.train.max_minutes = None;
-    Ok(toml::to_string(&config)?)
-}
-fn student_key_text(config: &DistillConfig) -> anyhow::Result<String> {
-    let mut config = config.clone();
-    config.train.max_minutes = None;
-    Ok(toml::to_string(&config)?)
+/// A training config as text for its stage key: without `[train] max_minutes`, the time budget,
+/// which changes how long a run goes on, not what it is.
+fn key_text(config: &impl Serialize) -> anyhow::Result<String> {
+    let mut value = toml::Value::try_from(config)?;
+    if let Some(train) = value.get_mut("train").and_then(toml::Value::as_table_mut) {
+        train.remove("max_minutes");
+    }
+    Ok(toml::to_string(&value)?)
 }
 
 fn write_config(path: &Path, text: &str) -> anyhow::Result<()> {
@@ -121,13 +115,6 @@ fn write_config(path: &Path, text: &str) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
     }
     xlmc_atomic_file::write(path, text.as_bytes()).with_context(|| format!("{}", path.display()))
-}
-
-fn device_flag(device: Device) -> &'static str {
-    match device {
-        Device::Cpu => "cpu",
-        Device::Cuda => "cuda",
-    }
 }
 
 fn model_loads(dir: &Path) -> bool {
@@ -149,12 +136,12 @@ fn head(path: &Path, n: usize) -> anyhow::Result<Vec<String>> {
 pub fn run(args: &PipelineArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let config_path =
-        args.config.clone().unwrap_or_else(|| format!("configs/pipeline-{}.toml", preset_name(args.preset)).into());
+        args.config.clone().unwrap_or_else(|| format!("configs/pipeline-{}.toml", flag(args.preset)).into());
     let settings = PipelineConfig::read(&config_path)?;
     let config_dir = config_path.parent().unwrap_or(Path::new("."));
     let corpus = args.corpus.clone().unwrap_or_else(|| settings.corpus.clone());
     let out = args.out.clone().unwrap_or_else(|| settings.out.clone());
-    let device = device_flag(args.device);
+    let device = flag(args.device);
     println!("xlmc pipeline: settings {}, output {}", config_path.display(), out.display());
     let mut stages = Stages::open(&out, STAGES)?;
 
@@ -219,7 +206,7 @@ pub fn run(args: &PipelineArgs) -> anyhow::Result<()> {
             teacher.train.max_minutes = settings.teacher_minutes.or(teacher.train.max_minutes);
             let teacher_config = out.join("configs/teacher.toml");
             write_config(&teacher_config, &toml::to_string(&teacher)?)?;
-            let teacher_key = key(&[&teacher_key_text(&teacher)?, &fingerprint(&tokenizer_dir), &corpus_fp]);
+            let teacher_key = key(&[&key_text(&teacher)?, &fingerprint(&tokenizer_dir), &corpus_fp]);
             println!("      exporter train --config {} --device {device}", teacher_config.display());
             stages.step(
                 "teacher",
@@ -289,7 +276,7 @@ pub fn run(args: &PipelineArgs) -> anyhow::Result<()> {
             path.display(),
             if no_kd { " --no-kd" } else { "" }
         );
-        let text = student_key_text(config)?;
+        let text = key_text(config)?;
         let mut parts = vec![text.as_str(), teacher_fp.as_str(), &from];
         parts.extend_from_slice(inputs);
         let stage_key = key(&parts);
@@ -361,19 +348,20 @@ pub fn run(args: &PipelineArgs) -> anyhow::Result<()> {
     let bigru = student(&bigru_name, &corpus);
     distill_stage(&mut stages, &bigru_name, &bigru, None, false, &[&corpus_fp])?;
 
-    let precision = format!("{:?}", settings.precision).to_lowercase();
+    let precision = flag(settings.precision);
     stages.header(&format!("export ONNX bundles ({precision})"));
     let bundles = out.join("bundles");
-    let models: Vec<(String, PathBuf)> = vec![
-        ("teacher".into(), teacher_dir.clone()),
-        (kd_name.clone(), kd.out.join("model")),
-        (seqkd_name.clone(), seqkd_config.out.join("model")),
-        (bigru_name.clone(), bigru.out.join("model")),
-    ];
+    // Name, model folder and its fingerprint (the teacher's is known already).
+    let mut models = vec![("teacher".to_owned(), teacher_dir.clone(), teacher_fp.clone())];
+    for (name, config) in [(&kd_name, &kd), (&seqkd_name, &seqkd_config), (&bigru_name, &bigru)] {
+        let dir = config.out.join("model");
+        let fp = fingerprint(&dir);
+        models.push((name.clone(), dir, fp));
+    }
     let mut bundle_fps = Vec::new();
-    for (name, model) in &models {
+    for (name, model, model_fp) in &models {
         let bundle = bundles.join(name);
-        let export_key = key(&[&fingerprint(model), &precision]);
+        let export_key = key(&[model_fp, &precision]);
         println!(
             "      exporter export --model {} --out {} --precision {precision} --force",
             model.display(),
@@ -395,12 +383,13 @@ pub fn run(args: &PipelineArgs) -> anyhow::Result<()> {
                 Ok(())
             },
         )?;
-        bundle_fps.push(fingerprint(&bundle));
+        // A valid bundle's manifest holds the sha256 of each of its files (`Bundle::open` checked them).
+        bundle_fps.push(fingerprint(&bundle.join(xlmc_bundle::MANIFEST_FILE)));
     }
 
     stages.header("report: teacher vs students");
     let report_dir = out.join("report");
-    let names: Vec<String> = models.iter().map(|(name, _)| name.clone()).collect();
+    let names: Vec<String> = models.iter().map(|(name, ..)| name.clone()).collect();
     let r = &settings.report;
     let measure = MeasureOptions {
         test: corpus.join("test"),
