@@ -12,6 +12,10 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<String> {
         SaveOptions { half: args.half, max_shard_bytes: args.shard_mib.map(|mib| (mib * 1024.0 * 1024.0) as u64) };
     model.save_with(&args.out, options).with_context(|| format!("--out {}", args.out.display()))?;
     tokenizer.save(&args.out).with_context(|| format!("--out {}: tokenizer", args.out.display()))?;
+    // The training record goes with the weights (`train --init-from` continues its schedule).
+    if let Some(record) = model_dir::TrainingRecord::read(&args.model)? {
+        record.write(&args.out)?;
+    }
     // Prove the result loads before saying so.
     let (reloaded, _) = model_dir::load(&args.out, tch::Device::Cpu)?;
     let bytes = model_dir::weight_bytes(&args.out);

@@ -132,6 +132,62 @@ pub fn weight_bytes(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// `training.json` in a model folder written by `exporter train`: how much training its weights
+/// have had, over every run that led to them (`--init-from` chains add up).
+pub const TRAINING_FILE: &str = "training.json";
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrainingRecord {
+    pub updates: i64,
+    pub target_tokens: u64,
+    pub train_seconds: f64,
+    /// The runs, oldest first: each one's config file, updates and the folder it started from.
+    #[serde(default)]
+    pub runs: Vec<RunRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RunRecord {
+    pub config: String,
+    pub updates: i64,
+    pub target_tokens: u64,
+    pub train_seconds: f64,
+    pub init_from: Option<String>,
+}
+
+impl TrainingRecord {
+    /// The record of `dir`, or `None` when it has none (trained before records, imported).
+    pub fn read(dir: &Path) -> anyhow::Result<Option<Self>> {
+        Self::read_file(&dir.join(TRAINING_FILE))
+    }
+
+    pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
+        self.write_file(&dir.join(TRAINING_FILE))
+    }
+
+    pub fn read_file(path: &Path) -> anyhow::Result<Option<Self>> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
+        Ok(Some(serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?))
+    }
+
+    pub fn write_file(&self, path: &Path) -> anyhow::Result<()> {
+        let json = serde_json::to_string_pretty(self).expect("record serialises");
+        xlmc_atomic_file::write(path, json.as_bytes()).with_context(|| format!("{}", path.display()))
+    }
+
+    /// This record followed by one more run.
+    pub fn then(mut self, run: RunRecord) -> Self {
+        self.updates += run.updates;
+        self.target_tokens += run.target_tokens;
+        self.train_seconds += run.train_seconds;
+        self.runs.push(run);
+        self
+    }
+}
+
 /// Loads a Transformer model directory (teachers, pruned students).
 pub fn load(dir: &Path, device: tch::Device) -> anyhow::Result<(Seq2Seq, Tokenizer)> {
     anyhow::ensure!(

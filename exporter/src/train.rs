@@ -8,13 +8,13 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use xlmc_corpus::{Manifest, Split, split_paths};
 use xlmc_tokenizer::Tokenizer;
-use xlmc_training::{Pair, TrainConfig, Trainer, read_log};
+use xlmc_training::{Pair, TrainConfig, Trainer, has_checkpoint, read_log};
 use xlmc_transformer::{Config, Seq2Seq};
 
 use crate::{
     cli::{TrainArgs, TrainingRun},
-    model_dir,
-    plot::{Series, document, line_chart},
+    model_dir::{self, RunRecord, TrainingRecord},
+    plot::{LineChart, Series, line_charts},
     torch_device,
 };
 
@@ -195,6 +195,8 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let model_config = config.model_config(tokenizer.vocab_size() as i64)?;
     let mut model = Seq2Seq::new(model_config, device)?;
     println!("model: {} parameters, device {device:?}", model.parameters());
+    let start = Start::decide(&config, args, &mut model, &tokenizer)?;
+    train_config.schedule_offset = start.record.updates;
 
     let progress = progress_bar(train_config.max_updates as u64, "{pos}/{len} updates  {msg}");
     let detokenize = |ids: &[u32]| tokenizer.decode(ids).unwrap_or_default();
@@ -209,6 +211,20 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let final_dir = config.out.join("model");
     model_dir::save(&final_dir, &model, &tokenizer)?;
     let log = read_log(&config.out);
+    let this_run = RunRecord {
+        config: args.config.display().to_string(),
+        updates: state.update,
+        target_tokens: log.iter().map(|l| l.tokens as u64).sum(),
+        // `elapsed_s` restarts with each invocation: sum each stretch's last value.
+        train_seconds: log
+            .windows(2)
+            .filter(|w| w[1].elapsed_s < w[0].elapsed_s)
+            .map(|w| w[0].elapsed_s)
+            .chain(log.last().map(|l| l.elapsed_s))
+            .sum(),
+        init_from: start.from.clone(),
+    };
+    start.record.then(this_run).write(&final_dir)?;
     write_curves(&config.out, &log)?;
     let last_bleu = log.iter().rev().find_map(|l| l.dev_bleu).unwrap_or(f64::NAN);
     println!(
@@ -221,24 +237,115 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where a run's weights started: fresh, or another model folder (`--init-from`) and the training
+/// it had. Kept in `out/init_from.json` so a rerun that resumes from the checkpoint (without the
+/// flag) still knows.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Start {
+    from: Option<String>,
+    record: TrainingRecord,
+}
+
+const START_FILE: &str = "init_from.json";
+
+impl Start {
+    fn decide(
+        config: &TeacherConfig,
+        args: &TrainArgs,
+        model: &mut Seq2Seq,
+        tokenizer: &Tokenizer,
+    ) -> anyhow::Result<Self> {
+        let path = config.out.join(START_FILE);
+        let read = |path: &Path| -> anyhow::Result<Self> {
+            let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
+            serde_json::from_str(&text).with_context(|| format!("{}", path.display()))
+        };
+        if has_checkpoint(&config.out) {
+            if let Some(init) = &args.init_from {
+                println!(
+                    "--init-from {}: not used, {} holds a checkpoint to resume",
+                    init.display(),
+                    config.out.display()
+                );
+            }
+            return if path.exists() { read(&path) } else { Ok(Self::default()) };
+        }
+        let Some(init) = &args.init_from else {
+            if path.exists() {
+                std::fs::remove_file(&path).with_context(|| format!("{}", path.display()))?;
+            }
+            return Ok(Self::default());
+        };
+        let record = init_from(model, init, tokenizer, &config.tokenizer)?;
+        println!(
+            "starting from {} ({} updates); the schedule goes on from there after a {}-update ramp",
+            init.display(),
+            record.updates,
+            config.train.rewarmup_updates
+        );
+        let start = Self { from: Some(init.display().to_string()), record };
+        std::fs::create_dir_all(&config.out).with_context(|| format!("{}", config.out.display()))?;
+        let json = serde_json::to_string_pretty(&start).expect("start serialises");
+        xlmc_atomic_file::write(&path, json.as_bytes()).with_context(|| format!("{}", path.display()))?;
+        Ok(start)
+    }
+}
+
+/// Copies the weights of the model folder `init` into `model` after checking that its tokenizer
+/// is the config's and its shape the config's; returns its training record.
+fn init_from(
+    model: &mut Seq2Seq,
+    init: &Path,
+    tokenizer: &Tokenizer,
+    tokenizer_dir: &Path,
+) -> anyhow::Result<TrainingRecord> {
+    let theirs = Tokenizer::load(init).with_context(|| format!("--init-from {}: tokenizer", init.display()))?;
+    let all = |t: &Tokenizer| t.tokens(&(0..t.vocab_size() as u32).collect::<Vec<_>>());
+    if theirs.languages() != tokenizer.languages() || all(&theirs) != all(tokenizer) {
+        bail!(
+            "--init-from {}: its tokenizer ({} tokens, languages {:?}) is not the config's tokenizer {} ({} tokens, {:?}); train with the model's own",
+            init.display(),
+            theirs.vocab_size(),
+            theirs.languages(),
+            tokenizer_dir.display(),
+            tokenizer.vocab_size(),
+            tokenizer.languages()
+        );
+    }
+    model.init_from(init).with_context(|| format!("--init-from {}", init.display()))?;
+    Ok(TrainingRecord::read(init)?.unwrap_or_default())
+}
+
 pub(crate) fn write_curves(out: &Path, log: &[xlmc_training::LogLine]) -> anyhow::Result<()> {
+    // A point per update is noise at a glance: the train loss is averaged over windows.
+    let window = (log.len() / 200).max(1);
     let loss = Series {
-        name: "train loss",
-        colour: "#1f77b4",
-        points: log.iter().map(|l| (l.update as f64, l.loss)).collect(),
+        name: "train loss (smoothed)",
+        points: log
+            .chunks(window)
+            .map(|c| (c[c.len() - 1].update as f64, c.iter().map(|l| l.loss).sum::<f64>() / c.len() as f64))
+            .collect(),
+        markers: false,
     };
     let valid = Series {
         name: "valid NLL",
-        colour: "#ff7f0e",
         points: log.iter().filter_map(|l| l.valid_nll.map(|v| (l.update as f64, v))).collect(),
+        markers: true,
     };
     let bleu = Series {
-        name: "dev BLEU",
-        colour: "#2ca02c",
+        name: "dev BLEU (greedy)",
         points: log.iter().filter_map(|l| l.dev_bleu.map(|b| (l.update as f64, b))).collect(),
+        markers: true,
     };
-    let svg =
-        document(&[line_chart("training loss", "updates", &[loss, valid]), line_chart("dev BLEU", "updates", &[bleu])]);
+    let svg = line_charts(&[
+        LineChart {
+            title: "training loss".into(),
+            x_label: "updates",
+            y_label: "nats per target token",
+            series: vec![loss, valid],
+        },
+        LineChart { title: "dev BLEU per evaluation".into(), x_label: "updates", y_label: "BLEU", series: vec![bleu] },
+    ]);
     let path = out.join("curves.svg");
     xlmc_atomic_file::write(&path, svg.as_bytes()).with_context(|| format!("{}", path.display()))
 }

@@ -76,6 +76,46 @@ fn train_resume_and_translate_from_the_command_line() {
     assert_eq!(lines.len(), 4, "three lines and a final newline: {out:?}");
     assert_eq!(lines[1], "", "an empty input line stays empty");
 
+    // A run started from the model's weights: a fresh optimizer, the schedule going on from
+    // its 30 updates, and a training record adding both runs up.
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("run/model/training.json")).unwrap()).unwrap();
+    assert_eq!(record["updates"], 30, "{record}");
+    let continued = std::fs::read_to_string(path("teacher.toml")).unwrap().replace("/run\"", "/continued\"");
+    std::fs::write(path("continued.toml"), &continued).unwrap();
+    // From the shipped form (fp16 shards): the record travels with the weights.
+    exporter(&["convert", "--model", &path("run/model"), "--out", &path("run-fp16"), "--half", "--shard-mib", "0.02"]);
+    let text = exporter(&["train", "--config", &path("continued.toml"), "--init-from", &path("run-fp16")]);
+    assert!(text.contains("(30 updates)") && text.contains("done: 20 updates"), "{text}");
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("continued/model/training.json")).unwrap())
+            .unwrap();
+    assert_eq!(record["updates"], 50, "{record}");
+    assert_eq!(record["runs"].as_array().unwrap().len(), 2, "{record}");
+    let first_lr = |run: &str| -> f64 {
+        let log = std::fs::read_to_string(dir.path().join(run).join("train_log.jsonl")).unwrap();
+        let line: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+        line["lr"].as_f64().unwrap()
+    };
+    // lr 0.002, warm-up 10: update 31 of the schedule is 0.002·√(10/31); the ramp's first step a
+    // hundredth of that.
+    let expected = 0.002 * (10.0f64 / 31.0).sqrt() / 100.0;
+    assert!((first_lr("continued") - expected).abs() < 1e-12, "{} vs {expected}", first_lr("continued"));
+    // Another shape: refused, naming the parameter and both values, and nothing written.
+    let wider = continued
+        .replace("/continued\"", "/wider\"")
+        .replace("preset = \"tiny\"", "preset = \"tiny\"\n[model]\nemb_dim = 64");
+    std::fs::write(path("wider.toml"), wider).unwrap();
+    let out = Command::new(binary("exporter"))
+        .env_clear()
+        .args(["train", "--config", &path("wider.toml"), "--init-from", &path("run/model")])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("emb_dim: 32 there, 64 here") && err.contains(", 32] there, ["), "{err}");
+    assert!(!dir.path().join("wider").exists(), "nothing written");
+
     // A time budget stops after the update in progress, with a checkpoint to go on from.
     let text = exporter(&["train", "--config", &path("teacher.toml"), "--max-updates", "40", "--max-minutes", "0"]);
     assert!(text.contains("done: 31 updates"), "{text}");
@@ -191,8 +231,8 @@ fn train_resume_and_translate_from_the_command_line() {
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert!(!bad.status.success() && stderr.contains("holds a BiGRU model"), "{stderr}");
 
-    // Sequence-level KD data: the teacher's beam translations of the first 50 training sources,
-    // the same as `translate` gives; a rerun finds it complete.
+    // Sequence-level KD data: the teacher's beam translations of 50 training sources spread over
+    // the split, the same as `translate` gives; a rerun finds it complete.
     let text = exporter(&[
         "distill",
         "seqkd",
@@ -208,8 +248,9 @@ fn train_resume_and_translate_from_the_command_line() {
         "50",
     ]);
     assert!(text.contains("teacher translations (beam 2)"), "{text}");
-    let first: String =
-        std::fs::read_to_string(path("corpus/train.en")).unwrap().lines().take(50).map(|l| format!("{l}\n")).collect();
+    let train_en = std::fs::read_to_string(path("corpus/train.en")).unwrap();
+    let train_en: Vec<&str> = train_en.lines().collect();
+    let first: String = (0..50).map(|i| format!("{}\n", train_en[i * train_en.len() / 50])).collect();
     std::fs::write(path("first.en"), first).unwrap();
     exporter(&[
         "translate",

@@ -19,7 +19,8 @@ pub use loss::{decoder_io, label_smoothed, teacher_forced, unpad};
 pub use model::TrainableModel;
 pub use optimizer::{Adam, inverse_sqrt_lr};
 pub use trainer::{
-    BatchLoss, GoldObjective, LOG_FILE, LogLine, Objective, Pair, TrainConfig, TrainState, Trainer, read_log,
+    BatchLoss, GoldObjective, LOG_FILE, LogLine, Objective, Pair, TrainConfig, TrainState, Trainer, has_checkpoint,
+    read_log,
 };
 
 #[derive(Debug, thiserror::Error)]

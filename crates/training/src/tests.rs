@@ -149,3 +149,31 @@ fn pruned_and_distilled_student_keeps_95_percent_and_bigru_90_percent_of_the_tea
     let (_, bigru_bleu) = bigru_trainer.evaluate(&bigru, &detokenize);
     assert!(bigru_bleu >= 0.90 * teacher_bleu, "BiGRU {bigru_bleu} vs teacher {teacher_bleu}");
 }
+
+#[test]
+fn a_continued_run_ramps_up_to_where_the_schedule_left_off_and_keeps_its_offset_on_resume() {
+    let config = TrainConfig { lr: 1e-3, warmup_updates: 400, rewarmup_updates: 10, ..Default::default() };
+    let from_scratch = |update| config.lr_at(0, update);
+    // Far from the peak: a continued run does not climb back to `lr`.
+    let continued = |update| config.lr_at(4000, update);
+    assert!((continued(9) - from_scratch(4009)).abs() < 1e-15, "after the ramp it is the old schedule");
+    assert!((continued(0) - from_scratch(4000) / 10.0).abs() < 1e-15, "the ramp starts low");
+    assert!(continued(50) < 0.4 * config.lr);
+
+    let (train, dev) = (mapping_task(200, 7), mapping_task(5, 8));
+    let dir = tempfile::tempdir().unwrap();
+    let run = |max_updates| {
+        let mut model = fresh_model(model_config());
+        let config = TrainConfig { schedule_offset: 4000, rewarmup_updates: 10, ..train_config(max_updates) };
+        let trainer = Trainer { config, dir: dir.path().into(), train: &train, dev: &dev };
+        trainer.run(&mut model, &detokenize, |_| {}).unwrap()
+    };
+    assert_eq!(run(10).schedule_offset, 4000);
+    // Resumed by a caller that no longer passes the offset: the checkpoint keeps it.
+    let mut model = fresh_model(model_config());
+    let trainer = Trainer { config: train_config(15), dir: dir.path().into(), train: &train, dev: &dev };
+    assert_eq!(trainer.run(&mut model, &detokenize, |_| {}).unwrap().schedule_offset, 4000);
+    let expected = TrainConfig { rewarmup_updates: 100, ..train_config(15) }.lr_at(4000, 14);
+    let lr = read_log(dir.path()).last().unwrap().lr;
+    assert!((lr - expected).abs() < 1e-15, "{lr} vs {expected}");
+}

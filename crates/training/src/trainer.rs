@@ -86,6 +86,17 @@ pub struct TrainConfig {
     pub seed: u64,
     pub source_lang: i64,
     pub target_lang: i64,
+    /// Updates the starting weights already had (`exporter train --init-from` sets it from the
+    /// model's `training.json`): the inverse-square-root decay goes on from there instead of
+    /// climbing to `lr` again, after a linear ramp of `rewarmup_updates` for the fresh Adam
+    /// moments. 0: a run from scratch.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub schedule_offset: i64,
+    pub rewarmup_updates: i64,
+}
+
+fn is_zero(value: &i64) -> bool {
+    *value == 0
 }
 
 impl Default for TrainConfig {
@@ -104,7 +115,21 @@ impl Default for TrainConfig {
             seed: 0,
             source_lang: 0,
             target_lang: 1,
+            schedule_offset: 0,
+            rewarmup_updates: 100,
         }
+    }
+}
+
+impl TrainConfig {
+    /// Learning rate of the update after `update` of this run, whose weights had
+    /// `schedule_offset` updates when it started.
+    pub fn lr_at(&self, schedule_offset: i64, update: i64) -> f64 {
+        let lr = inverse_sqrt_lr(self.lr, self.warmup_updates, schedule_offset + update);
+        if schedule_offset == 0 {
+            return lr;
+        }
+        lr * ((update + 1) as f64 / self.rewarmup_updates.max(1) as f64).min(1.0)
     }
 }
 
@@ -116,6 +141,9 @@ pub struct TrainState {
     /// Batches of `epoch` already consumed.
     pub batch_in_epoch: usize,
     pub best_dev_bleu: Option<f64>,
+    /// [`TrainConfig::schedule_offset`] of the run, kept so a resumed run keeps its schedule.
+    #[serde(default)]
+    pub schedule_offset: i64,
 }
 
 /// One line of `train_log.jsonl`.
@@ -210,7 +238,7 @@ impl Trainer<'_> {
                 tokens += n;
             }
             let grad_norm = optimizer.clip_grad_norm(self.config.clip_norm);
-            let lr = inverse_sqrt_lr(self.config.lr, self.config.warmup_updates, state.update);
+            let lr = self.config.lr_at(state.schedule_offset, state.update);
             optimizer.step(lr);
             state.update += 1;
             let mut line = LogLine {
@@ -316,7 +344,7 @@ impl Trainer<'_> {
             old // killed between the two renames
         } else {
             self.truncate_log(0)?;
-            return Ok(TrainState::default());
+            return Ok(TrainState { schedule_offset: self.config.schedule_offset, ..TrainState::default() });
         };
         model.load_from(&dir).map_err(TrainError::Checkpoint)?;
         optimizer.load(&dir.join(OPTIMIZER_FILE)).map_err(TrainError::Checkpoint)?;
@@ -338,6 +366,11 @@ impl Trainer<'_> {
             .collect();
         xlmc_atomic_file::write(&path, kept.as_bytes()).map_err(|e| TrainError::io(&path, e))
     }
+}
+
+/// Whether `dir` holds a checkpoint a run would resume from.
+pub fn has_checkpoint(dir: &Path) -> bool {
+    [CHECKPOINT.to_owned(), format!("{CHECKPOINT}.old")].iter().any(|c| dir.join(c).join(STATE_FILE).exists())
 }
 
 /// Reads a `train_log.jsonl`.

@@ -63,6 +63,10 @@ pub enum CheckpointError {
         "{path} does not match its config: missing {missing:?}, unexpected {unexpected:?}, wrong shape {shapes:?}; nothing was loaded"
     )]
     Mismatch { path: PathBuf, missing: Vec<String>, unexpected: Vec<String>, shapes: Vec<String> },
+    /// Another model's weights do not fit this one (`--init-from`): every differing shape
+    /// parameter with both values, then every tensor whose shape differs.
+    #[error("{path} does not fit this model: {}; nothing was loaded", differences.join("; "))]
+    Incompatible { path: PathBuf, differences: Vec<String> },
 }
 
 fn file_error(path: &Path, detail: impl ToString) -> CheckpointError {
@@ -154,6 +158,34 @@ impl Seq2Seq {
         let (path, stored) = read_weights(dir)?;
         model.copy_from(&path, stored)?;
         Ok(model)
+    }
+
+    /// Copies the weights of the model folder `dir` into this model (`exporter train
+    /// --init-from`). Its config must describe the same network; dropout may differ. Every
+    /// difference — config parameters with both values, tensors with both shapes — is reported
+    /// together and nothing is copied.
+    pub fn init_from(&mut self, dir: &Path) -> Result<(), CheckpointError> {
+        let config_path = dir.join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&config_path).map_err(|e| file_error(&config_path, e))?;
+        let theirs: Config = serde_json::from_str(&text).map_err(|e| file_error(&config_path, e))?;
+        let mut differences = self.config.shape_differences(&theirs);
+        let (path, stored) = read_weights(dir)?;
+        let variables = self.vs.variables();
+        for (name, ours) in &variables {
+            match stored.get(name) {
+                None => differences.push(format!("{name}: missing there, {:?} here", ours.size())),
+                Some(value) if value.size() != ours.size() => {
+                    differences.push(format!("{name}: {:?} there, {:?} here", value.size(), ours.size()))
+                }
+                Some(_) => {}
+            }
+        }
+        differences
+            .extend(stored.keys().filter(|k| !variables.contains_key(*k)).map(|k| format!("{k}: not in this model")));
+        if !differences.is_empty() {
+            return Err(CheckpointError::Incompatible { path: dir.to_owned(), differences });
+        }
+        self.copy_from(&path, stored)
     }
 
     /// Copies `stored` into the variables after checking names and shapes.

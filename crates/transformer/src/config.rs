@@ -75,6 +75,31 @@ impl Config {
         self.emb_dim / self.n_heads
     }
 
+    /// The parameters that shape the network (all but dropout) where `other` differs, each as
+    /// `name: OTHER there, SELF here`.
+    pub fn shape_differences(&self, other: &Config) -> Vec<String> {
+        let fields: [(&str, String, String); 9] = [
+            ("n_words", other.n_words.to_string(), self.n_words.to_string()),
+            ("emb_dim", other.emb_dim.to_string(), self.emb_dim.to_string()),
+            ("n_enc_layers", other.n_enc_layers.to_string(), self.n_enc_layers.to_string()),
+            ("n_dec_layers", other.n_dec_layers.to_string(), self.n_dec_layers.to_string()),
+            ("n_heads", other.n_heads.to_string(), self.n_heads.to_string()),
+            ("n_langs", other.n_langs.to_string(), self.n_langs.to_string()),
+            ("max_positions", other.max_positions.to_string(), self.max_positions.to_string()),
+            ("sinusoidal_embeddings", other.sinusoidal_embeddings.to_string(), self.sinusoidal_embeddings.to_string()),
+            (
+                "pad_index/eos_index",
+                format!("{}/{}", other.pad_index, other.eos_index),
+                format!("{}/{}", self.pad_index, self.eos_index),
+            ),
+        ];
+        fields
+            .into_iter()
+            .filter(|(_, a, b)| a != b)
+            .map(|(name, a, b)| format!("{name}: {a} there, {b} here"))
+            .collect()
+    }
+
     /// Checks the numbers fit together.
     pub fn validate(&self) -> Result<(), String> {
         if self.emb_dim % self.n_heads != 0 {

@@ -195,6 +195,43 @@ fn checkpoints_round_trip_and_mismatches_name_every_key() {
 }
 
 #[test]
+fn init_from_copies_weights_whatever_the_dropout_and_names_every_difference() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = model(11);
+    source.save_with(dir.path(), SaveOptions { half: true, max_shard_bytes: Some(20_000) }).unwrap();
+
+    let mut config = Config::tiny(VOCAB);
+    config.dropout = 0.3;
+    let mut target = Seq2Seq::new(config.clone(), Device::Cpu).unwrap();
+    target.init_from(dir.path()).unwrap();
+    for (name, value) in source.vs.variables() {
+        let expected = value.to_kind(Kind::Half).to_kind(Kind::Float);
+        assert!(target.vs.variables()[&name].equal(&expected), "{name}");
+    }
+
+    // Another vocabulary and depth: each parameter and tensor named with both values.
+    let mut other = Config::tiny(VOCAB + 4);
+    other.n_dec_layers = 3;
+    other.n_heads = 8;
+    let mut target = Seq2Seq::new(other, Device::Cpu).unwrap();
+    let before = Vec::<f32>::try_from(target.vs.variables()["encoder.layer_norm_emb.bias"].shallow_clone()).unwrap();
+    let err = target.init_from(dir.path()).unwrap_err();
+    let CheckpointError::Incompatible { differences, .. } = &err else { panic!("{err}") };
+    let text = err.to_string();
+    for expected in [
+        "n_words: 60 there, 64 here",
+        "n_dec_layers: 2 there, 3 here",
+        "n_heads: 4 there, 8 here",
+        "encoder.embeddings.weight: [60, 32] there, [64, 32] here",
+        "decoder.attentions.2.q_lin.weight: missing there, [32, 32] here",
+    ] {
+        assert!(differences.iter().any(|d| d == expected), "{expected} not in {text}");
+    }
+    let after = Vec::<f32>::try_from(target.vs.variables()["encoder.layer_norm_emb.bias"].shallow_clone()).unwrap();
+    assert_eq!(before, after, "nothing is copied");
+}
+
+#[test]
 fn half_precision_shards_round_trip_and_replace_the_single_file() {
     let dir = tempfile::tempdir().unwrap();
     let original = model(8);
