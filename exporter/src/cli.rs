@@ -106,8 +106,13 @@ pub struct PipelineArgs {
 
     /// Bring your own teacher: a model folder (`exporter train` or `import-xlm` output) used
     /// as the teacher; the tokenizer and teacher-training stages are skipped.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "train_teacher")]
     pub teacher: Option<PathBuf>,
+
+    /// Train the teacher here from scratch (tokenizer and teacher stages) instead of using the
+    /// config's `default_teacher` (the committed en-fr teacher for the built-in corpus).
+    #[arg(long)]
+    pub train_teacher: bool,
 
     /// After the demo translations, keep the server running on this address until Ctrl-C.
     #[arg(long, value_name = "ADDR")]
@@ -227,6 +232,12 @@ pub struct TrainArgs {
     /// TOML file: corpus, tokenizer, out, preset, [model] overrides, [train] settings.
     #[arg(long)]
     pub config: PathBuf,
+    /// Start from this model folder's weights (same shape as the config's model; its tokenizer)
+    /// with a fresh optimizer: the learning-rate schedule goes on from the updates its
+    /// `training.json` records, after a short linear ramp (`[train] rewarmup_updates`). Used only
+    /// when `out` holds no checkpoint; a rerun resumes from the checkpoint as usual.
+    #[arg(long, value_name = "MODEL_DIR")]
+    pub init_from: Option<PathBuf>,
     #[command(flatten)]
     pub run: TrainingRun,
 }
@@ -294,7 +305,8 @@ pub struct SeqKdArgs {
     pub beam: usize,
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
-    /// Only the first N training pairs (a CPU budget).
+    /// Only N training pairs, spread evenly over the split (a CPU budget; the split is ordered
+    /// by source and document, so its first N would be one domain).
     #[arg(long)]
     pub limit: Option<usize>,
     /// Sentences translated between two progress records (what a kill can lose).
@@ -532,7 +544,7 @@ pub struct VerifyArgs {
 #[derive(Debug, Clone, Args)]
 pub struct MeasureOptions {
     /// Test set prefix: PREFIX.<source-lang> and PREFIX.<target-lang>.
-    #[arg(long)]
+    #[arg(long, default_value = "data/en-fr/test")]
     pub test: PathBuf,
     #[arg(long, default_value = "en")]
     pub source_lang: String,
@@ -565,13 +577,16 @@ pub struct MeasureOptions {
 pub struct ReportArgs {
     /// Models to compare, the teacher first: model folders (libtorch) and/or bundles (ONNX
     /// Runtime), as paths or as names under --models-dir.
-    #[arg(long, value_delimiter = ',', required = true)]
+    #[arg(long, value_delimiter = ',', required_unless_present = "replot")]
     pub models: Vec<String>,
     #[arg(long, default_value = "models")]
     pub models_dir: PathBuf,
     /// Report folder (report.md, report.json, plots).
     #[arg(long)]
     pub out: PathBuf,
+    /// Measure nothing: redraw report.md and the plots from --out's report.json.
+    #[arg(long, conflicts_with = "models")]
+    pub replot: bool,
     #[command(flatten)]
     pub measure: MeasureOptions,
 }

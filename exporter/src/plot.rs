@@ -1,82 +1,344 @@
-//! A dependency-free SVG line chart for training curves (loss per update, dev BLEU per eval).
+//! Charts as SVG through `plotters`: line charts (training curves, latency distributions), a
+//! labelled BLEU-vs-speed scatter with its Pareto frontier, and grouped bar charts. Every chart
+//! has a title, titled axes with ticks and a grid; points are told apart by shape and label, not
+//! colour alone. Text is left to the viewer's fonts (no font files needed to draw).
 
-use std::fmt::Write;
+use plotters::{
+    coord::{Shift, types::RangedCoordf64},
+    prelude::*,
+};
 
-const WIDTH: f64 = 720.0;
-const HEIGHT: f64 = 360.0;
-const MARGIN: f64 = 50.0;
+const WIDTH: u32 = 800;
+const PANEL_HEIGHT: u32 = 380;
+const FONT: &str = "sans-serif";
 
-/// One series: name, colour, (x, y) points.
+/// Colour-blind-safe palette (Okabe–Ito), cycled.
+const PALETTE: [RGBColor; 8] = [
+    RGBColor(0, 114, 178),
+    RGBColor(230, 159, 0),
+    RGBColor(0, 158, 115),
+    RGBColor(204, 121, 167),
+    RGBColor(86, 180, 233),
+    RGBColor(213, 94, 0),
+    RGBColor(240, 228, 66),
+    RGBColor(0, 0, 0),
+];
+
+pub fn colour(i: usize) -> RGBColor {
+    PALETTE[i % PALETTE.len()]
+}
+
+/// One line: name (legend), points; `markers` draws each point too (sparse series, e.g. dev BLEU
+/// per evaluation).
 #[derive(Debug)]
 pub struct Series<'a> {
     pub name: &'a str,
-    pub colour: &'a str,
     pub points: Vec<(f64, f64)>,
+    pub markers: bool,
 }
 
-/// One chart per entry, stacked vertically, as an SVG document.
-pub fn document(charts: &[String]) -> String {
-    let mut svg = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{}" font-family="sans-serif" font-size="12"><rect width="100%" height="100%" fill="white"/>"#,
-        HEIGHT * charts.len() as f64
-    );
-    for (i, chart) in charts.iter().enumerate() {
-        let _ = write!(svg, r#"<g transform="translate(0,{})">{chart}</g>"#, HEIGHT * i as f64);
+/// A line chart panel.
+#[derive(Debug)]
+pub struct LineChart<'a> {
+    pub title: String,
+    pub x_label: &'a str,
+    pub y_label: &'a str,
+    pub series: Vec<Series<'a>>,
+}
+
+/// A labelled point of a scatter chart.
+#[derive(Debug)]
+pub struct Labelled {
+    pub label: String,
+    pub x: f64,
+    pub y: f64,
+}
+
+type Error = Box<dyn std::error::Error>;
+
+/// A tick label: integers without decimals, others with what they need (at most 3).
+fn tick(v: &f64) -> String {
+    if (v - v.round()).abs() < 1e-9 {
+        return format!("{v:.0}");
     }
-    svg.push_str("</svg>\n");
+    let text = format!("{v:.3}");
+    text.trim_end_matches('0').to_owned()
+}
+
+fn finite(points: impl Iterator<Item = (f64, f64)>) -> Vec<(f64, f64)> {
+    points.filter(|(x, y)| x.is_finite() && y.is_finite()).collect()
+}
+
+/// `[lo, hi]` of `values` widened by `pad` of its span (a flat range gets ±1 or ±10%).
+fn range(values: impl Iterator<Item = f64>, pad: f64) -> (f64, f64) {
+    let (lo, hi) = values.fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    if lo > hi {
+        return (0.0, 1.0);
+    }
+    if hi - lo < 1e-12 {
+        let d = if lo.abs() > 1e-9 { lo.abs() * 0.1 } else { 1.0 };
+        return (lo - d, hi + d);
+    }
+    let d = (hi - lo) * pad;
+    (lo - d, hi + d)
+}
+
+fn render(height: u32, draw: impl FnOnce(&DrawingArea<SVGBackend, Shift>) -> Result<(), Error>) -> String {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
+        let drawn = root.fill(&WHITE).map_err(Error::from).and_then(|()| draw(&root));
+        if let Err(e) = drawn.and_then(|()| root.present().map_err(Error::from)) {
+            // Drawing into a string fails only on invalid ranges; say so in the picture.
+            tracing::warn!("plot: {e}");
+        }
+    }
     svg
 }
 
-/// Draws `series` on shared x and y axes scaled to the data; an SVG group for [`document`].
-pub fn line_chart(title: &str, x_label: &str, series: &[Series<'_>]) -> String {
-    let all = series.iter().flat_map(|s| s.points.iter()).filter(|(x, y)| x.is_finite() && y.is_finite());
-    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-    for &(x, y) in all {
-        (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+/// Line chart panels stacked vertically in one SVG document.
+pub fn line_charts(charts: &[LineChart<'_>]) -> String {
+    render(PANEL_HEIGHT * charts.len().max(1) as u32, |root| {
+        for (chart, area) in charts.iter().zip(root.split_evenly((charts.len().max(1), 1))) {
+            line_panel(&area, chart)?;
+        }
+        Ok(())
+    })
+}
+
+fn line_panel(area: &DrawingArea<SVGBackend, Shift>, chart: &LineChart<'_>) -> Result<(), Error> {
+    let all: Vec<(f64, f64)> = chart.series.iter().flat_map(|s| finite(s.points.iter().copied())).collect();
+    let (x0, x1) = range(all.iter().map(|p| p.0), 0.0);
+    let (y0, y1) = range(all.iter().map(|p| p.1), 0.05);
+    let mut ctx = ChartBuilder::on(area)
+        .caption(&chart.title, (FONT, 20))
+        .margin(12)
+        .x_label_area_size(44)
+        .y_label_area_size(64)
+        .build_cartesian_2d(x0..x1, y0..y1)?;
+    ctx.configure_mesh()
+        .x_desc(chart.x_label)
+        .y_desc(chart.y_label)
+        .axis_desc_style((FONT, 15))
+        .label_style((FONT, 13))
+        .x_label_formatter(&tick)
+        .y_label_formatter(&tick)
+        .max_light_lines(1)
+        .light_line_style(RGBColor(240, 240, 240))
+        .bold_line_style(RGBColor(200, 200, 200))
+        .draw()?;
+    for (i, series) in chart.series.iter().enumerate() {
+        let c = colour(i);
+        let points = finite(series.points.iter().copied());
+        let line = ctx.draw_series(LineSeries::new(points.clone(), c.stroke_width(2)))?;
+        line.label(series.name).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+        if series.markers {
+            for &p in &points {
+                draw_marker(&mut ctx, i, p, c)?;
+            }
+        }
     }
-    if x0 > x1 {
-        (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
+    ctx.configure_series_labels()
+        .label_font((FONT, 13))
+        .background_style(WHITE.mix(0.85))
+        .border_style(RGBColor(160, 160, 160))
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()?;
+    Ok(())
+}
+
+/// Marker `i` (shape by index, so points differ without colour): circle, triangle, square,
+/// cross, then again.
+fn draw_marker<X, Y>(
+    ctx: &mut ChartContext<'_, SVGBackend<'_>, Cartesian2d<X, Y>>,
+    i: usize,
+    at: (f64, f64),
+    c: RGBColor,
+) -> Result<(), Error>
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    let style = c.filled();
+    let here = EmptyElement::at(at);
+    match i % 4 {
+        0 => ctx.draw_series(std::iter::once(here + Circle::new((0, 0), 5, style)))?,
+        1 => ctx.draw_series(std::iter::once(here + TriangleMarker::new((0, 0), 6, style)))?,
+        2 => ctx.draw_series(std::iter::once(here + Rectangle::new([(-4, -4), (4, 4)], style)))?,
+        _ => ctx.draw_series(std::iter::once(here + Cross::new((0, 0), 5, c.stroke_width(2))))?,
+    };
+    Ok(())
+}
+
+/// Indices of the points no other point beats on both axes (higher x and higher y), by x.
+pub fn pareto_frontier(points: &[Labelled]) -> Vec<usize> {
+    let mut frontier: Vec<usize> = (0..points.len())
+        .filter(|&i| {
+            let p = &points[i];
+            !points.iter().any(|q| q.x >= p.x && q.y >= p.y && (q.x > p.x || q.y > p.y))
+        })
+        .collect();
+    frontier.sort_by(|&a, &b| points[a].x.total_cmp(&points[b].x));
+    frontier
+}
+
+/// A scatter of labelled points on a log-scaled x axis (speed), y linear (quality), with the
+/// Pareto frontier drawn through the points no other beats on both.
+pub fn pareto_chart(title: &str, x_label: &str, y_label: &str, points: &[Labelled]) -> String {
+    render(PANEL_HEIGHT + 120, |root| {
+        let usable: Vec<&Labelled> =
+            points.iter().filter(|p| p.x > 0.0 && p.x.is_finite() && p.y.is_finite()).collect();
+        let (lo, hi) = range(usable.iter().map(|p| p.x.ln()), 0.15);
+        let (y0, y1) = range(usable.iter().map(|p| p.y), 0.12);
+        let mut ctx = ChartBuilder::on(root)
+            .caption(title, (FONT, 20))
+            .margin(16)
+            .x_label_area_size(48)
+            .y_label_area_size(64)
+            .build_cartesian_2d((lo.exp()..hi.exp()).log_scale(), y0..y1)?;
+        ctx.configure_mesh()
+            .x_desc(x_label)
+            .y_desc(y_label)
+            .axis_desc_style((FONT, 15))
+            .label_style((FONT, 13))
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .y_label_formatter(&tick)
+            .max_light_lines(1)
+            .light_line_style(RGBColor(240, 240, 240))
+            .bold_line_style(RGBColor(200, 200, 200))
+            .draw()?;
+        let owned: Vec<Labelled> = usable.iter().map(|p| Labelled { label: p.label.clone(), x: p.x, y: p.y }).collect();
+        let frontier: Vec<(f64, f64)> = pareto_frontier(&owned).into_iter().map(|i| (owned[i].x, owned[i].y)).collect();
+        ctx.draw_series(LineSeries::new(frontier, RGBColor(120, 120, 120).stroke_width(2)))?
+            .label("Pareto frontier")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RGBColor(120, 120, 120).stroke_width(2)));
+        for (i, p) in owned.iter().enumerate() {
+            let c = colour(i);
+            draw_marker(&mut ctx, i, (p.x, p.y), c)?;
+            ctx.draw_series(std::iter::once(
+                EmptyElement::at((p.x, p.y))
+                    + Text::new(p.label.clone(), (8, -16), (FONT, 13).into_font().color(&BLACK)),
+            ))?;
+        }
+        ctx.configure_series_labels()
+            .label_font((FONT, 13))
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(160, 160, 160))
+            .position(SeriesLabelPosition::LowerLeft)
+            .draw()?;
+        Ok(())
+    })
+}
+
+/// One bar chart panel: a value per category, drawn as horizontal bars (long model names
+/// stay readable), each labelled with its value.
+#[derive(Debug)]
+pub struct BarChart<'a> {
+    pub title: String,
+    pub x_label: &'a str,
+    pub bars: Vec<(String, f64)>,
+    /// Decimals of the value labels.
+    pub decimals: usize,
+}
+
+/// Bar chart panels stacked vertically in one SVG document (e.g. size and speed per model).
+pub fn bar_charts(charts: &[BarChart<'_>]) -> String {
+    let rows: usize = charts.iter().map(|c| c.bars.len().max(1)).max().unwrap_or(1);
+    let panel = 110 + 34 * rows as u32;
+    render(panel * charts.len().max(1) as u32, |root| {
+        for (chart, area) in charts.iter().zip(root.split_evenly((charts.len().max(1), 1))) {
+            bar_panel(&area, chart)?;
+        }
+        Ok(())
+    })
+}
+
+fn bar_panel(area: &DrawingArea<SVGBackend, Shift>, chart: &BarChart<'_>) -> Result<(), Error> {
+    let n = chart.bars.len().max(1);
+    let top = chart.bars.iter().map(|b| b.1).filter(|v| v.is_finite()).fold(0.0f64, f64::max);
+    let top = if top > 0.0 { top * 1.15 } else { 1.0 };
+    let longest = chart.bars.iter().map(|b| b.0.chars().count()).max().unwrap_or(4) as u32;
+    let mut ctx: ChartContext<SVGBackend, Cartesian2d<RangedCoordf64, RangedCoordf64>> = ChartBuilder::on(area)
+        .caption(&chart.title, (FONT, 18))
+        .margin(12)
+        .x_label_area_size(44)
+        .y_label_area_size(16 + 8 * longest)
+        .build_cartesian_2d(0.0..top, 0.0..n as f64)?;
+    // The first bar on top: category i spans [n-1-i, n-i].
+    let names: Vec<String> = chart.bars.iter().map(|b| b.0.clone()).collect();
+    let name_of = move |y: &f64| {
+        let slot = y - 0.5;
+        let i = slot.round();
+        if (slot - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < names.len() {
+            names[names.len() - 1 - i as usize].clone()
+        } else {
+            String::new()
+        }
+    };
+    ctx.configure_mesh()
+        .disable_y_mesh()
+        .y_labels(2 * n + 1)
+        .y_label_formatter(&name_of)
+        .x_label_formatter(&tick)
+        .x_desc(chart.x_label)
+        .axis_desc_style((FONT, 15))
+        .label_style((FONT, 13))
+        .max_light_lines(1)
+        .light_line_style(RGBColor(240, 240, 240))
+        .bold_line_style(RGBColor(200, 200, 200))
+        .draw()?;
+    for (i, (_, value)) in chart.bars.iter().enumerate() {
+        if !value.is_finite() {
+            continue;
+        }
+        let y = (n - 1 - i) as f64;
+        ctx.draw_series(std::iter::once(Rectangle::new([(0.0, y + 0.2), (*value, y + 0.8)], colour(i).filled())))?;
+        ctx.draw_series(std::iter::once(
+            EmptyElement::at((*value, y + 0.5)) + Text::new(format!("{value:.*}", chart.decimals), (6, -7), (FONT, 13)),
+        ))?;
     }
-    let (x1, y1) = (if x1 > x0 { x1 } else { x0 + 1.0 }, if y1 > y0 { y1 } else { y0 + 1.0 });
-    let sx = |x: f64| MARGIN + (x - x0) / (x1 - x0) * (WIDTH - 2.0 * MARGIN);
-    let sy = |y: f64| HEIGHT - MARGIN - (y - y0) / (y1 - y0) * (HEIGHT - 2.0 * MARGIN);
-    let mut svg = format!(r#"<text x="{}" y="20" text-anchor="middle" font-size="14">{title}</text>"#, WIDTH / 2.0);
-    let (left, right, bottom, top) = (MARGIN, WIDTH - MARGIN, HEIGHT - MARGIN, MARGIN);
-    let _ = write!(svg, r#"<path d="M{left} {top} V{bottom} H{right}" stroke="black" fill="none"/>"#);
-    let _ = write!(
-        svg,
-        r#"<text x="{left}" y="{}">{x0:.0}</text><text x="{right}" y="{}" text-anchor="end">{x1:.0} {x_label}</text>"#,
-        bottom + 16.0,
-        bottom + 16.0
-    );
-    let _ = write!(
-        svg,
-        r#"<text x="{}" y="{bottom}" text-anchor="end">{y0:.2}</text><text x="{}" y="{}" text-anchor="end">{y1:.2}</text>"#,
-        left - 4.0,
-        left - 4.0,
-        top + 4.0
-    );
-    for (i, s) in series.iter().enumerate() {
-        let points: Vec<String> = s
-            .points
-            .iter()
-            .filter(|(x, y)| x.is_finite() && y.is_finite())
-            .map(|&(x, y)| format!("{:.1},{:.1}", sx(x), sy(y)))
-            .collect();
-        let _ = write!(
-            svg,
-            r#"<polyline points="{}" stroke="{}" fill="none" stroke-width="1.5"/>"#,
-            points.join(" "),
-            s.colour
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(label: &str, x: f64, y: f64) -> Labelled {
+        Labelled { label: label.into(), x, y }
+    }
+
+    #[test]
+    fn the_frontier_keeps_exactly_the_points_nothing_beats_on_both_axes() {
+        let points = [p("teacher", 100.0, 30.0), p("6-2", 400.0, 29.0), p("worse", 300.0, 20.0), p("gru", 900.0, 22.0)];
+        assert_eq!(pareto_frontier(&points), vec![0, 1, 3]);
+    }
+
+    #[test]
+    fn charts_carry_titles_axis_names_ticks_and_every_label() {
+        let svg = pareto_chart(
+            "BLEU vs speed",
+            "tokens/s (log)",
+            "BLEU",
+            &[p("teacher", 120.0, 31.5), p("6-2 kd", 480.0, 30.1)],
         );
-        let _ = write!(
-            svg,
-            r#"<text x="{}" y="{}" fill="{}">{}</text>"#,
-            right - 120.0,
-            top + 16.0 * (i + 1) as f64,
-            s.colour,
-            s.name
-        );
+        for text in ["BLEU vs speed", "tokens/s (log)", "teacher", "6-2 kd", "Pareto frontier"] {
+            assert!(svg.contains(text), "{text} missing");
+        }
+        assert!(svg.matches("<text").count() > 10, "tick labels drawn");
+        let curves = line_charts(&[LineChart {
+            title: "dev BLEU".into(),
+            x_label: "updates",
+            y_label: "BLEU",
+            series: vec![Series { name: "dev BLEU", points: vec![(100.0, 1.0), (200.0, 5.0)], markers: true }],
+        }]);
+        assert!(curves.contains("updates") && curves.contains("<circle"), "{curves}");
+        let bars = bar_charts(&[BarChart {
+            title: "size".into(),
+            x_label: "MiB",
+            bars: vec![("teacher".into(), 40.0), ("6-2".into(), 12.5)],
+            decimals: 1,
+        }]);
+        assert!(bars.contains("12.5") && bars.contains("teacher"), "{bars}");
     }
-    svg
 }

@@ -12,17 +12,17 @@ use std::{
 };
 
 use anyhow::Context;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{cli::ReportArgs, plot, report_model::Measurement};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 struct ModelError {
     model: String,
     error: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Ratios {
     model: String,
     bleu_kept_percent: f64,
@@ -31,7 +31,7 @@ struct Ratios {
     size_ratio: f64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Report {
     test: String,
     device: String,
@@ -42,8 +42,6 @@ struct Report {
     ratios: Vec<Ratios>,
     errors: Vec<ModelError>,
 }
-
-const COLOURS: &[&str] = &["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2"];
 
 fn resolve(entry: &str, args: &ReportArgs) -> PathBuf {
     let path = PathBuf::from(entry);
@@ -95,7 +93,20 @@ fn throughput_at(m: &Measurement, batch: usize) -> f64 {
     m.throughput.iter().find(|t| t.batch == batch).or(m.throughput.last()).map_or(f64::NAN, |t| t.tokens_per_second)
 }
 
+/// The batch size the report compares throughput at: 32 when measured, else the first.
+fn compared_batch(batch_sizes: &[usize]) -> usize {
+    batch_sizes.iter().copied().find(|&b| b == 32).or(batch_sizes.first().copied()).unwrap_or(1)
+}
+
 pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
+    if args.replot {
+        let path = args.out.join("report.json");
+        let text = std::fs::read_to_string(&path).with_context(|| format!("--out {}: --replot", path.display()))?;
+        let report: Report = serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?;
+        let measured: Vec<usize> =
+            report.models.first().map(|m| m.throughput.iter().map(|t| t.batch).collect()).unwrap_or_default();
+        return write_outputs(&report, compared_batch(&measured), &args.out);
+    }
     std::fs::create_dir_all(&args.out).with_context(|| format!("--out {}", args.out.display()))?;
     let scratch = tempfile::tempdir()?;
     let (mut models, mut errors) = (Vec::new(), Vec::new());
@@ -122,7 +133,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
     }
     anyhow::ensure!(!models.is_empty(), "no model could be measured: {errors:?}");
     let teacher = &models[0];
-    let batch = args.measure.batch_sizes.iter().copied().find(|&b| b == 32).unwrap_or(args.measure.batch_sizes[0]);
+    let batch = compared_batch(&args.measure.batch_sizes);
     let ratios: Vec<Ratios> = models
         .iter()
         .enumerate()
@@ -149,18 +160,24 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
         errors,
         models,
     };
-    let out = |name: &str| args.out.join(name);
-    xlmc_atomic_file::write(&out("report.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
-    xlmc_atomic_file::write(&out("report.md"), markdown(&report, batch).as_bytes())?;
-    xlmc_atomic_file::write(&out("pareto.svg"), pareto(&report, batch).as_bytes())?;
-    xlmc_atomic_file::write(&out("latency.svg"), latency(&report).as_bytes())?;
+    xlmc_atomic_file::write(&args.out.join("report.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
+    write_outputs(&report, batch, &args.out)
+}
+
+/// report.md, the plots and the training curves of the models that have them.
+fn write_outputs(report: &Report, batch: usize, dir: &Path) -> anyhow::Result<()> {
+    let out = |name: &str| dir.join(name);
+    xlmc_atomic_file::write(&out("report.md"), markdown(report, batch).as_bytes())?;
+    xlmc_atomic_file::write(&out("pareto.svg"), pareto(report, batch).as_bytes())?;
+    xlmc_atomic_file::write(&out("latency.svg"), latency(report).as_bytes())?;
+    xlmc_atomic_file::write(&out("sizes.svg"), sizes(report, batch).as_bytes())?;
     for m in &report.models {
         if let Some(curves) = training_curves(Path::new(&m.path)) {
             std::fs::copy(&curves, out(&format!("curves-{}.svg", m.name)))?;
         }
     }
-    println!("{}", markdown(&report, batch));
-    println!("report → {}", args.out.display());
+    println!("{}", markdown(report, batch));
+    println!("report → {}", dir.display());
     Ok(())
 }
 
@@ -232,27 +249,24 @@ fn markdown(r: &Report, batch: usize) -> String {
             let _ = writeln!(md, "- `{}`: {}", e.model, e.error);
         }
     }
-    md += "\nPlots: `pareto.svg` (BLEU vs tokens/s), `latency.svg` (batch-1 latency distribution), `curves-*.svg`.\n";
+    md += "\nPlots: `pareto.svg` (BLEU vs tokens/s), `latency.svg` (batch-1 latency distribution), `sizes.svg` (size and throughput), `curves-*.svg`.\n";
     md
 }
 
-/// BLEU against tokens/s at the report's batch size, one labelled point per model.
+/// BLEU against tokens/s at the report's batch size (log scale), every point labelled, the
+/// Pareto frontier drawn.
 fn pareto(r: &Report, batch: usize) -> String {
-    let series: Vec<plot::Series> = r
+    let points: Vec<plot::Labelled> = r
         .models
         .iter()
-        .enumerate()
-        .map(|(i, m)| {
-            let (x, y) = (throughput_at(m, batch), m.bleu);
-            // A short cross so a single point shows as a mark on the line chart.
-            plot::Series {
-                name: &m.name,
-                colour: COLOURS[i % COLOURS.len()],
-                points: vec![(x * 0.98, y), (x * 1.02, y), (x, y), (x, y * 0.98), (x, y * 1.02)],
-            }
-        })
+        .map(|m| plot::Labelled { label: m.name.clone(), x: throughput_at(m, batch), y: m.bleu })
         .collect();
-    plot::document(&[plot::line_chart(&format!("BLEU vs tokens/s at batch {batch}"), "tokens/s", &series)])
+    plot::pareto_chart(
+        &format!("BLEU vs decoding speed (batch {batch}; threads: {})", r.threads),
+        &format!("target tokens/s at batch {batch} (log scale)"),
+        "BLEU (test)",
+        &points,
+    )
 }
 
 /// Cumulative distribution of batch-1 latencies per model.
@@ -260,17 +274,40 @@ fn latency(r: &Report) -> String {
     let series: Vec<plot::Series> = r
         .models
         .iter()
-        .enumerate()
-        .map(|(i, m)| plot::Series {
+        .map(|m| plot::Series {
             name: &m.name,
-            colour: COLOURS[i % COLOURS.len()],
             points: m
                 .latencies_ms
                 .iter()
                 .enumerate()
                 .map(|(k, &ms)| (ms, 100.0 * (k + 1) as f64 / m.latencies_ms.len() as f64))
                 .collect(),
+            markers: false,
         })
         .collect();
-    plot::document(&[plot::line_chart("batch-1 latency: % of sentences within (ms)", "ms", &series)])
+    plot::line_charts(&[plot::LineChart {
+        title: "batch-1 latency per sentence".into(),
+        x_label: "latency (ms)",
+        y_label: "% of sentences within",
+        series,
+    }])
+}
+
+/// Size on disk and throughput per model, side by side.
+fn sizes(r: &Report, batch: usize) -> String {
+    let bars = |value: &dyn Fn(&Measurement) -> f64| r.models.iter().map(|m| (m.name.clone(), value(m))).collect();
+    plot::bar_charts(&[
+        plot::BarChart {
+            title: "size on disk".into(),
+            x_label: "MiB",
+            bars: bars(&|m| m.bytes as f64 / (1024.0 * 1024.0)),
+            decimals: 1,
+        },
+        plot::BarChart {
+            title: format!("throughput at batch {batch}"),
+            x_label: "target tokens/s",
+            bars: bars(&|m| throughput_at(m, batch)),
+            decimals: 0,
+        },
+    ])
 }
