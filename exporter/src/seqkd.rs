@@ -28,6 +28,12 @@ struct Progress {
     bytes: u64,
 }
 
+/// `n` of `total` indices spread evenly, in order (the split is ordered by document and
+/// source, so its first `n` pairs would be one domain).
+fn spread(total: usize, n: usize) -> Vec<usize> {
+    (0..n.min(total)).map(|i| i * total / n.min(total).max(1)).collect()
+}
+
 fn read_lines(path: &Path) -> anyhow::Result<Vec<String>> {
     Ok(std::fs::read_to_string(path)
         .with_context(|| format!("{}", path.display()))?
@@ -50,17 +56,17 @@ pub fn run(args: &SeqKdArgs) -> anyhow::Result<String> {
     let target_id = i64::from(tokenizer.language_id(languages.1)?);
     let (train_src, train_tgt) = split_paths(&args.corpus, Split::Train, languages);
     let mut sources = read_lines(&train_src)?;
-    let mut references = read_lines(&train_tgt)?;
+    let references = read_lines(&train_tgt)?;
     ensure!(sources.len() == references.len(), "{}: source and target line counts differ", args.corpus.display());
-    if let Some(limit) = args.limit {
-        sources.truncate(limit);
-        references.truncate(limit);
+    if let Some(limit) = args.limit.filter(|&n| n < sources.len()) {
+        let picked = spread(sources.len(), limit);
+        sources = picked.iter().map(|&i| std::mem::take(&mut sources[i])).collect();
     }
 
     let work = args.out.join(WORK_DIR);
     std::fs::create_dir_all(&work).with_context(|| format!("--out {}", args.out.display()))?;
     let key = format!(
-        "teacher={} corpus={} n={} beam={}",
+        "teacher={} corpus={} n={} spread beam={}",
         model_dir::weights_fingerprint(&args.teacher),
         sha256_file(&train_src).unwrap_or_default(),
         sources.len(),
@@ -159,4 +165,17 @@ pub fn run(args: &SeqKdArgs) -> anyhow::Result<String> {
         splits.train.len(),
         args.beam
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spread;
+
+    #[test]
+    fn a_limit_takes_pairs_from_the_whole_split() {
+        assert_eq!(spread(10, 5), [0, 2, 4, 6, 8]);
+        assert_eq!(spread(7, 3), [0, 2, 4]);
+        assert_eq!(spread(3, 5), [0, 1, 2]);
+        assert_eq!(spread(114_225, 30_000).last(), Some(&114_221));
+    }
 }

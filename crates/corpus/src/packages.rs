@@ -19,7 +19,11 @@ pub fn apt_download(source_name: &'static str, names: &[&str], dir: &Path) -> Re
     })?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let hint = if stderr.contains("Unable to locate") || stderr.contains("has no installation candidate") {
+        // A 404 means the lists name versions the mirror has since replaced.
+        let stale = stderr.contains("404") && stderr.contains("Failed to fetch");
+        let hint = if stale {
+            " (the package lists are out of date: run `apt-get update` first)"
+        } else if stderr.contains("Unable to locate") || stderr.contains("has no installation candidate") {
             " (the package lists may be missing: run `apt-get update` first)"
         } else {
             ""
