@@ -1,88 +1,109 @@
 #!/usr/bin/env bash
-# The compression comparison on the real en-fr corpus, rerunnable on any device: a `small`
-# teacher, then four students from it, each with the same training time —
-#   6-2 pruned, gold only (--no-kd)       6-2 pruned, word-level KD (online)
-#   6-2 pruned, sequence-level KD          BiGRU, word-level KD
-# — and every model's greedy dev BLEU (sacreBLEU 13a) and parameter count in $RUN/summary.tsv.
-# Every command run is appended to $RUN/commands.txt; every stage is resumable (train/distill
-# resume from their checkpoints, seqkd from its last chunk), so rerunning after a kill goes on.
+# The compression study on the committed en-fr teacher (models/en-fr-teacher), rerunnable on any
+# device. For each cut shape (default 6-2 and 6-1) the pruned student is trained four ways, every
+# one for the same number of updates:
+#   kd     word-level KD, the teacher online           cache  word-level KD from its top-k cache
+#   seqkd  on the teacher's translations (--no-kd)     nokd   gold targets only (--no-kd)
+# then a BiGRU student with word-level KD; the best student (dev BLEU) again with its vocabulary
+# trimmed to the training corpus and as an int8 bundle; ONNX bundles of everything; and
+# `exporter report` on the full test split with one ONNX Runtime thread at batch 1 and 32.
 #
-# Needs target/release/exporter, data/en-fr (exporter data fetch) and runs/small/tokenizer
-# (exporter tokenizer train --vocab-size 16000 --out runs/small/tokenizer).
-#   scripts/compression-study.sh                                   # 2 CPU cores: ≈ 75 min
-#   DEVICE=cuda TEACHER_MINUTES=6 STUDENT_MINUTES=1.5 SEQKD_LIMIT=0 scripts/compression-study.sh
+# Every command run is appended to $RUN/commands.txt. Every stage is resumable: a finished
+# stage is skipped, a killed training resumes from its checkpoint, seq-KD from its last chunk, the
+# top-k cache from its last shard — so a run split across sessions just reruns this script.
+#
+#   scripts/compression-study.sh                               # 2 CPU cores: several hours
+#   UPDATES=20 SEQKD_LIMIT=200 SENTENCES=50 RUN=/tmp/s scripts/compression-study.sh   # dry run
 set -euo pipefail
-RUN=${RUN:-runs/study-cpu}
+TEACHER=${TEACHER:-models/en-fr-teacher}
+CORPUS=${CORPUS:-data/en-fr}
+RUN=${RUN:-runs/study}
+OUT=${OUT:-docs/compression-study-cpu}
 DEVICE=${DEVICE:-cpu}
-TEACHER_CONFIG=${TEACHER_CONFIG:-configs/teacher-small.toml}
 DISTILL_CONFIG=${DISTILL_CONFIG:-configs/distill-small.toml}
-TEACHER_MINUTES=${TEACHER_MINUTES:-40}
-STUDENT_MINUTES=${STUDENT_MINUTES:-6}
-# Training pairs the teacher translates for seq-KD (0 = all); greedy unless SEQKD_BEAM says otherwise.
-SEQKD_LIMIT=${SEQKD_LIMIT:-8000}
+SHAPES=${SHAPES:-6-2 6-1}
+# Updates per student (equal for every variant of a shape, so KD vs --no-kd is at equal updates).
+UPDATES=${UPDATES:-1000}
+BIGRU_UPDATES=${BIGRU_UPDATES:-$UPDATES}
+# Training pairs the teacher translates for seq-KD, spread over the split (0 = all); greedy.
+SEQKD_LIMIT=${SEQKD_LIMIT:-30000}
 SEQKD_BEAM=${SEQKD_BEAM:-1}
-# Dev sentences scored at the end (0 = all 2,020).
-DEV_LINES=${DEV_LINES:-0}
+# Test sentences scored by the report (0 = the whole split).
+SENTENCES=${SENTENCES:-0}
 EXPORTER=${EXPORTER:-target/release/exporter}
-mkdir -p "$RUN"
+mkdir -p "$RUN" "$OUT"
 run() {
     echo "$*" >>"$RUN/commands.txt"
     echo "+ $*" >&2
     "$@"
 }
-# A copy of a config with `out` (and optionally `corpus`) pointing into $RUN, and no update cap:
-# the time budget decides.
-derive() { # source target out [corpus]
-    sed -e "s|^out = .*|out = \"$3\"|" -e "s|^max_updates = .*|max_updates = 1000000|" \
-        ${4:+-e "s|^corpus = .*|corpus = \"$4\"|"} "$1" >"$2"
+# A copy of the distill config with `out`, `corpus`, the update cap and the KD mode set.
+derive() { # target out corpus updates mode
+    sed -e "s|^out = .*|out = \"$2\"|" -e "s|^corpus = .*|corpus = \"$3\"|" -e "s|^max_updates = .*|max_updates = $4|" \
+        -e "s|^eval_every = .*|eval_every = $(($4 / 4 > 0 ? $4 / 4 : 1))|" -e "s|^mode = .*|mode = \"$5\"|" \
+        "$DISTILL_CONFIG" >"$1"
+    # The teacher's top-k over the training split is built once and shared by every shape.
+    [ "$5" = online ] || sed -i "/^mode = /a cache = \"$RUN/teacher-cache\"" "$1"
 }
-
-# A stage whose model is written is done (a rerun trains no further); a killed one resumes from
-# its checkpoint with a fresh time budget.
 done_already() { [ -f "$1/model/config.json" ] && echo "$1: done already" >&2; }
-
-derive "$TEACHER_CONFIG" "$RUN/teacher.toml" "$RUN/teacher"
-done_already "$RUN/teacher" || run "$EXPORTER" train --config "$RUN/teacher.toml" --device "$DEVICE" --max-minutes "$TEACHER_MINUTES" \
-    2>&1 | tee "$RUN/teacher.log"
-TEACHER=$RUN/teacher/model
-
-[ -f "$RUN/pruned-6-2/config.json" ] || run "$EXPORTER" prune --teacher "$TEACHER" --keep 6-2 --out "$RUN/pruned-6-2" --force | tee "$RUN/prune.log"
+dev_bleu() { # the last dev BLEU a training log recorded
+    tail -n 50 "$1/train_log.jsonl" | grep -o '"dev_bleu":[0-9.]*' | tail -1 | cut -d: -f2
+}
 
 limit=()
 [ "$SEQKD_LIMIT" != 0 ] && limit=(--limit "$SEQKD_LIMIT")
-run "$EXPORTER" distill seqkd --teacher "$TEACHER" --corpus data/en-fr --out "$RUN/seqkd-corpus" \
+run "$EXPORTER" distill seqkd --teacher "$TEACHER" --corpus "$CORPUS" --out "$RUN/seqkd-corpus" \
     --beam "$SEQKD_BEAM" --device "$DEVICE" "${limit[@]}" 2>&1 | tee "$RUN/seqkd.log"
 
-for variant in nokd kd seqkd bigru; do
-    corpus=
-    flags=(--student "$RUN/pruned-6-2")
-    case $variant in
-        nokd) flags+=(--no-kd) ;;
-        seqkd) flags+=(--no-kd) corpus=$RUN/seqkd-corpus ;;
-        bigru) flags=(--arch bigru) ;;
-    esac
-    derive "$DISTILL_CONFIG" "$RUN/distill-$variant.toml" "$RUN/student-$variant" $corpus
-    done_already "$RUN/student-$variant" || run "$EXPORTER" distill --teacher "$TEACHER" "${flags[@]}" --config "$RUN/distill-$variant.toml" \
-        --device "$DEVICE" --max-minutes "$STUDENT_MINUTES" 2>&1 | tee "$RUN/student-$variant.log"
+students=()
+for shape in $SHAPES; do
+    pruned=$RUN/pruned-$shape
+    [ -f "$pruned/config.json" ] || run "$EXPORTER" prune --teacher "$TEACHER" --keep "$shape" --out "$pruned" --force
+    for variant in kd cache seqkd nokd; do
+        name=student-$shape-$variant corpus=$CORPUS mode=online flags=(--student "$pruned")
+        case $variant in
+            cache) mode=offline ;;
+            seqkd) flags+=(--no-kd) corpus=$RUN/seqkd-corpus ;;
+            nokd) flags+=(--no-kd) ;;
+        esac
+        derive "$RUN/$name.toml" "$RUN/$name" "$corpus" "$UPDATES" "$mode"
+        done_already "$RUN/$name" || run "$EXPORTER" distill --teacher "$TEACHER" "${flags[@]}" \
+            --config "$RUN/$name.toml" --device "$DEVICE" 2>&1 | tee "$RUN/$name.log"
+        students+=("$name")
+    done
 done
+derive "$RUN/student-bigru-kd.toml" "$RUN/student-bigru-kd" "$CORPUS" "$BIGRU_UPDATES" online
+done_already "$RUN/student-bigru-kd" || run "$EXPORTER" distill --teacher "$TEACHER" --arch bigru \
+    --config "$RUN/student-bigru-kd.toml" --device "$DEVICE" 2>&1 | tee "$RUN/student-bigru-kd.log"
+students+=(student-bigru-kd)
 
-dev_en=data/en-fr/dev.en dev_fr=data/en-fr/dev.fr
-if [ "$DEV_LINES" != 0 ]; then
-    head -n "$DEV_LINES" data/en-fr/dev.en >"$RUN/dev.en" && head -n "$DEV_LINES" data/en-fr/dev.fr >"$RUN/dev.fr"
-    dev_en=$RUN/dev.en dev_fr=$RUN/dev.fr
-fi
-printf 'model\tparameters\tdev BLEU\tdev chrF\n' >"$RUN/summary.tsv"
-for model in teacher student-nokd student-kd student-seqkd student-bigru; do
-    dir=$RUN/$model/model
-    run "$EXPORTER" translate --model "$dir" --input "$dev_en" --output "$RUN/$model.dev.fr" \
-        --batch-size 64 --device "$DEVICE"
-    score=$("$EXPORTER" score --ref "$dev_fr" --hyp "$RUN/$model.dev.fr" --format json)
-    # The parameter count as the training run printed it.
-    params=$(grep -ohE 'model: [0-9]+ parameters|student [0-9]+;' "$RUN/$model.log" | grep -oE '[0-9]+' | tail -1)
-    python3 - "$model" "$params" "$score" >>"$RUN/summary.tsv" <<'EOF'
-import json, sys
-model, params, score = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-print(f"{model}\t{params}\t{score['bleu']['score']:.2f}\t{score['chrf']['score']:.2f}")
-EOF
+# The best Transformer student by dev BLEU, trimmed to the training corpus's tokens.
+best= best_bleu=-1
+for name in "${students[@]}"; do
+    [ "$name" = student-bigru-kd ] && continue
+    bleu=$(dev_bleu "$RUN/$name")
+    if python3 -c "import sys; sys.exit(0 if float('$bleu') > float('$best_bleu') else 1)"; then
+        best=$name best_bleu=$bleu
+    fi
 done
-column -t -s $'\t' "$RUN/summary.tsv"
+echo "best student by dev BLEU: $best ($best_bleu)" | tee "$RUN/best.txt"
+[ -f "$RUN/$best-trimmed/config.json" ] || run "$EXPORTER" prune --teacher "$RUN/$best/model" \
+    --trim-vocab "$CORPUS" --out "$RUN/$best-trimmed" --force
+
+bundles=$RUN/bundles
+export_one() { # model name precision
+    [ -f "$bundles/$2/manifest.json" ] || run "$EXPORTER" export --model "$1" --out "$bundles/$2" --precision "$3" --force
+}
+export_one "$TEACHER" teacher fp32
+for name in "${students[@]}"; do export_one "$RUN/$name/model" "$name" fp32; done
+export_one "$RUN/$best-trimmed" "$best-trimmed" fp32
+export_one "$RUN/$best/model" "$best-int8" int8
+export_one "$RUN/$best-trimmed" "$best-trimmed-int8" int8
+
+models=teacher
+for name in "${students[@]}" "$best-trimmed" "$best-int8" "$best-trimmed-int8"; do models+=",$name"; done
+sentences=()
+[ "$SENTENCES" != 0 ] && sentences=(--sentences "$SENTENCES")
+run "$EXPORTER" report --models "$models" --models-dir "$bundles" --test "$CORPUS/test" --out "$OUT" \
+    --threads 1 --batch-sizes 1,32 "${sentences[@]}" --device "$DEVICE" 2>&1 | tee "$RUN/report.log"
+cp "$RUN/commands.txt" "$OUT/commands.txt"
