@@ -46,6 +46,9 @@ pub struct PipelineConfig {
     pub min_frequency: u64,
     /// Teacher training config (relative to this file); its corpus, tokenizer and out are replaced.
     pub teacher: PathBuf,
+    /// A trained teacher model folder (relative to this file) used instead of training one, with
+    /// its own tokenizer — unless `--train-teacher`, `--teacher` or `--corpus` is given.
+    pub default_teacher: Option<PathBuf>,
     /// Distillation config every student starts from (relative to this file); corpus and out replaced.
     pub student: PathBuf,
     /// Teacher layers kept by the pruned students, ENCODER-DECODER.
@@ -166,16 +169,27 @@ pub fn run(args: &PipelineArgs) -> anyhow::Result<()> {
     let languages = (manifest.source_language.clone(), manifest.target_language.clone());
     let corpus_fp = fingerprint(&corpus.join(xlmc_corpus::MANIFEST_FILE));
 
-    // The teacher: trained here, or brought (its own tokenizer then).
-    let teacher_dir = match &args.teacher {
+    // The teacher: brought (its own tokenizer then), the config's trained one, or trained here.
+    let (brought, flag_name) = match (&args.teacher, &settings.default_teacher) {
+        (Some(dir), _) => (Some(dir.clone()), "--teacher"),
+        (None, Some(dir)) if !args.train_teacher && args.corpus.is_none() => {
+            (Some(config_dir.join(dir)), "default_teacher")
+        }
+        _ => (None, ""),
+    };
+    let teacher_dir = match &brought {
         Some(dir) => {
             stages.header("tokenizer");
-            println!("      the teacher's own (--teacher {})", dir.display());
+            println!("      the teacher's own ({flag_name} {})", dir.display());
             stages.header("train teacher");
             if !model_loads(dir) {
-                bail!("--teacher {}: not a model folder that loads (config.json, weights, tokenizer)", dir.display());
+                bail!(
+                    "{flag_name} {}: not a model folder that loads (config.json, weights, tokenizer){}",
+                    dir.display(),
+                    if flag_name == "--teacher" { "" } else { "; pass --train-teacher to train one instead" }
+                );
             }
-            println!("      brought: {}", dir.display());
+            println!("      trained already: {} (--train-teacher trains one here instead)", dir.display());
             dir.clone()
         }
         None => {
@@ -216,6 +230,7 @@ pub fn run(args: &PipelineArgs) -> anyhow::Result<()> {
                 || {
                     train::run(&TrainArgs {
                         config: teacher_config.clone(),
+                        init_from: None,
                         run: TrainingRun { device: args.device, max_updates: None, max_minutes: None },
                     })
                 },
@@ -426,6 +441,7 @@ pub fn run(args: &PipelineArgs) -> anyhow::Result<()> {
                 models: names.clone(),
                 models_dir: bundles.clone(),
                 out: report_dir.clone(),
+                replot: false,
                 measure: measure.clone(),
             })
         },

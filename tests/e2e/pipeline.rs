@@ -104,6 +104,29 @@ fn tiny_pipeline_runs_every_stage_then_skips_what_is_built() {
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(path("run/report/report.json")).unwrap()).unwrap();
     assert!(assert_report_fields(&report, 4).iter().all(|m| m["precision"] == "int8"), "{report}");
+
+    // A config with a trained `default_teacher` uses it (its own tokenizer, no training); with
+    // --train-teacher the teacher is trained here instead (already built: skipped).
+    let with_teacher = std::fs::read_to_string(path("pipeline-int8.toml"))
+        .unwrap()
+        .replace("precision = \"int8\"", "precision = \"fp32\"")
+        .replace(
+            "corpus = \"data/en-fr\"",
+            &format!("corpus = {:?}\ndefault_teacher = {:?}", path("corpus"), path("run/teacher/model")),
+        );
+    std::fs::write(path("pipeline-default.toml"), with_teacher).unwrap();
+    let (config, out) = (path("pipeline-default.toml"), path("run"));
+    let run = |extra: &[&str]| {
+        let mut args = vec!["pipeline", "--config", config.as_str(), "--out", out.as_str()];
+        args.extend_from_slice(extra);
+        exporter(&args)
+    };
+    let fourth = run(&[]);
+    assert!(fourth.contains("the teacher's own (default_teacher") && fourth.contains("trained already"), "{fourth}");
+    assert!(!fourth.contains("exporter train --config"), "no teacher training:\n{fourth}");
+    assert!(fourth.contains("[12/12] serve"), "{fourth}");
+    let fifth = run(&["--train-teacher"]);
+    assert!(fifth.contains("exporter train --config") && !fifth.contains("trained already"), "{fifth}");
 }
 
 #[test]
