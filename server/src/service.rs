@@ -5,7 +5,7 @@ use std::{
     pin::Pin,
     sync::{
         Arc, OnceLock,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -15,7 +15,7 @@ use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status, Streaming};
 use xlmc_decoding::Finish;
 use xlmc_proto::v1::{
-    FinishReason, ListModelsRequest, ListModelsResponse, Timing, TranslateRequest, TranslateResponse,
+    FinishReason, ListModelsRequest, ListModelsResponse, ResultStatus, Timing, TranslateRequest, TranslateResponse,
     TranslateStreamRequest, TranslateStreamResponse, Translation, translator_server::Translator,
 };
 use xlmc_telemetry::names;
@@ -33,6 +33,18 @@ use crate::{
 const STREAM_BUFFER: usize = 64;
 /// `model` label for requests naming no loaded model (keeps label values a closed set).
 const UNKNOWN_MODEL_LABEL: &str = "unknown";
+
+/// A stream result saying that sentence `index` of request `id` (or, with index 0 and `done`, the
+/// whole request) failed with `status`.
+fn failed(id: &str, index: usize, status: &Status, done: bool) -> TranslateStreamResponse {
+    TranslateStreamResponse {
+        request_id: id.to_owned(),
+        index: index as u32,
+        translation: None,
+        request_done: done,
+        status: Some(ResultStatus { code: status.code() as i32, message: status.message().to_owned() }),
+    }
+}
 
 /// Per-request limits, from the settings.
 #[derive(Debug, Clone)]
@@ -353,19 +365,26 @@ impl Translator for TranslatorService {
                 let started = Instant::now();
                 let id = message.request_id;
                 if !in_flight.lock().expect("in-flight set").insert(id.clone()) {
-                    let error = RequestError::DuplicateRequestId(id);
+                    // The id stays with the request in flight; this one is answered and dropped.
+                    let error = RequestError::DuplicateRequestId(id.clone());
                     record("TranslateStream", UNKNOWN_MODEL_LABEL.to_owned(), error.code(), started);
-                    let _ = tx.send(Err(error.into())).await;
-                    return;
+                    let status = Status::new(error.code(), error.to_string());
+                    if tx.send(Ok(failed(&id, 0, &status, true))).await.is_err() {
+                        return;
+                    }
+                    continue;
                 }
                 let request = message.request.unwrap_or_default();
                 let mut submitted = match service.submit(&request, stream_deadline) {
                     Ok(submitted) => submitted,
                     Err((model, error)) => {
                         record("TranslateStream", model, error.code(), started);
+                        in_flight.lock().expect("in-flight set").remove(&id);
                         let status = Status::new(error.code(), format!("request `{id}`: {error}"));
-                        let _ = tx.send(Err(status)).await;
-                        return;
+                        if tx.send(Ok(failed(&id, 0, &status, true))).await.is_err() {
+                            return;
+                        }
+                        continue;
                     }
                 };
                 // Each sentence is sent the moment it finishes; the last one marks the request done.
@@ -384,9 +403,17 @@ impl Translator for TranslatorService {
                 }
                 let slots = std::mem::take(&mut submitted.slots);
                 let submitted = Arc::new(submitted);
+                // A request is counted once in the metrics: its first failure, or Ok at its end.
+                let any_failed = Arc::new(AtomicBool::new(false));
                 for (index, slot) in slots.into_iter().enumerate() {
-                    let (tx, id, remaining, submitted, in_flight) =
-                        (tx.clone(), id.clone(), remaining.clone(), submitted.clone(), in_flight.clone());
+                    let (tx, id, remaining, submitted, in_flight, any_failed) = (
+                        tx.clone(),
+                        id.clone(),
+                        remaining.clone(),
+                        submitted.clone(),
+                        in_flight.clone(),
+                        any_failed.clone(),
+                    );
                     tokio::spawn(async move {
                         let translation = match slot {
                             Slot::Ready(t) => Ok(t),
@@ -396,30 +423,41 @@ impl Translator for TranslatorService {
                                 Err(_) => Err(RequestError::Internal("engine stopped".into())),
                             },
                         };
-                        let reply = match translation {
+                        // A failed sentence is answered like a finished one, with its status.
+                        let (translation, failure) = match translation {
                             Ok(translation) => {
                                 let tokens = u64::from(translation.output_tokens);
                                 submitted.generated.fetch_add(tokens, Ordering::SeqCst);
-                                let done = remaining.fetch_sub(1, Ordering::SeqCst) == 1;
-                                if done {
-                                    let generated = submitted.generated.load(Ordering::SeqCst);
-                                    submitted.stats.record_request(sentences as u64, generated);
-                                    in_flight.lock().expect("in-flight set").remove(&id);
-                                    record("TranslateStream", submitted.model.clone(), tonic::Code::Ok, started);
-                                }
-                                Ok(TranslateStreamResponse {
-                                    request_id: id,
-                                    index: index as u32,
-                                    translation: Some(translation),
-                                    request_done: done,
-                                })
+                                (Some(translation), None)
                             }
                             Err(error) => {
-                                record("TranslateStream", submitted.model.clone(), error.code(), started);
-                                Err(Status::new(error.code(), format!("request `{id}` sentence {index}: {error}")))
+                                if !any_failed.swap(true, Ordering::SeqCst) {
+                                    record("TranslateStream", submitted.model.clone(), error.code(), started);
+                                }
+                                let message = format!("request `{id}` sentence {index}: {error}");
+                                (None, Some(Status::new(error.code(), message)))
                             }
                         };
-                        let _ = tx.send(reply).await;
+                        let done = remaining.fetch_sub(1, Ordering::SeqCst) == 1;
+                        if done {
+                            let generated = submitted.generated.load(Ordering::SeqCst);
+                            submitted.stats.record_request(sentences as u64, generated);
+                            in_flight.lock().expect("in-flight set").remove(&id);
+                            if !any_failed.load(Ordering::SeqCst) {
+                                record("TranslateStream", submitted.model.clone(), tonic::Code::Ok, started);
+                            }
+                        }
+                        let reply = match failure {
+                            None => TranslateStreamResponse {
+                                request_id: id,
+                                index: index as u32,
+                                translation,
+                                request_done: done,
+                                status: None,
+                            },
+                            Some(status) => failed(&id, index, &status, done),
+                        };
+                        let _ = tx.send(Ok(reply)).await;
                     });
                 }
             }

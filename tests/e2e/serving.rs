@@ -188,19 +188,30 @@ async fn server_translates_like_the_exporter_under_concurrent_load() {
     let gauge = Exposition::parse(&body).value("xlmc_shadow_bleu", &[("student", "student"), ("teacher", "teacher")]);
     assert!((gauge.unwrap() - bleu).abs() < 1e-9, "{gauge:?} vs {bleu}");
 
-    // A stream of three requests: every sentence arrives once, tagged, with the same text.
-    let messages: Vec<TranslateStreamRequest> = (0..3)
+    // A stream of three requests with one for an unknown model among them: every sentence of the
+    // good ones arrives once, tagged, with the same text; the bad one gets its error as its
+    // result and the requests after it still work.
+    let mut messages: Vec<TranslateStreamRequest> = (0..3)
         .map(|r| TranslateStreamRequest {
             request_id: format!("r{r}"),
             request: Some(request("teacher", &sentences[r * 20..r * 20 + 20])),
         })
         .collect();
+    messages.insert(
+        1,
+        TranslateStreamRequest { request_id: "bad".into(), request: Some(request("nope", &sentences[..2])) },
+    );
     let outbound = tokio_stream::iter(messages);
     let mut inbound = client.translate_stream(outbound).await.unwrap().into_inner();
     let mut seen = std::collections::HashSet::new();
     let mut done = 0;
+    let mut errors = Vec::new();
     while let Some(reply) = inbound.next().await {
         let reply = reply.expect("stream result");
+        if let Some(status) = reply.status {
+            errors.push((reply.request_id, Code::from_i32(status.code), reply.request_done));
+            continue;
+        }
         let r: usize = reply.request_id[1..].parse().unwrap();
         let i = r * 20 + reply.index as usize;
         assert!(seen.insert(i), "sentence {i} twice");
@@ -208,6 +219,7 @@ async fn server_translates_like_the_exporter_under_concurrent_load() {
         done += usize::from(reply.request_done);
     }
     assert_eq!((seen.len(), done), (60, 3));
+    assert_eq!(errors, [("bad".to_owned(), Code::NotFound, true)]);
     let models = client.list_models(ListModelsRequest {}).await.unwrap().into_inner();
     let teacher_stats = models.models.iter().find(|m| m.name == "teacher").unwrap().stats.unwrap();
     assert_eq!((teacher_stats.requests, teacher_stats.sentences), (24 + 3, teacher_sentences_all + 60));
