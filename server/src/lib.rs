@@ -67,11 +67,15 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         translator,
         auth::BearerToken::new(settings.auth_token.clone()),
     );
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(xlmc_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .context("building the reflection service")?;
+    // Both reflection versions: grpcurl and grpcui ask for v1, but Python's grpcio-reflection,
+    // Postman and older tools only know v1alpha.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(xlmc_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1().context("building the reflection service (v1)")?;
+    let reflection_v1alpha = reflection().build_v1alpha().context("building the reflection service (v1alpha)")?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let metrics_task = tokio::spawn(xlmc_telemetry::serve_metrics(metrics_listener, handle, wait_for(stop_rx.clone())));
     let signal = shutdown_signal()?;
@@ -98,7 +102,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let grpc = tokio::spawn(
         builder
             .add_service(health_service)
-            .add_service(reflection)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
             .add_service(translator)
             .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), shutdown),
     );

@@ -4,10 +4,6 @@
 use tokio_stream::StreamExt;
 use tonic::Code;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
-use tonic_reflection::pb::v1::{
-    ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
-    server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
-};
 use xlmc_proto::v1::{
     DecodingOptions, ListModelsRequest, TranslateRequest, TranslateStreamRequest, translator_client::TranslatorClient,
 };
@@ -55,18 +51,28 @@ async fn translator_answers_with_precise_status_codes() {
 }
 
 #[tokio::test]
-async fn stream_errors_name_the_request() {
-    let server = ServerProcess::start(&[]);
+async fn a_stream_answers_each_failed_request_with_its_status_and_goes_on() {
+    let server = ServerProcess::start(&["--max-sentences-per-request", "2"]);
     let mut client = TranslatorClient::connect(server.grpc_url()).await.expect("connect");
-    let outbound = tokio_stream::iter([TranslateStreamRequest {
-        request_id: "r-17".to_owned(),
-        request: Some(request("missing", &["Hi."])),
-    }]);
+    let outbound = tokio_stream::iter([
+        TranslateStreamRequest { request_id: "r-17".to_owned(), request: Some(request("missing", &["Hi."])) },
+        TranslateStreamRequest { request_id: "r-18".to_owned(), request: Some(request("teacher", &["a", "b", "c"])) },
+        TranslateStreamRequest { request_id: "r-19".to_owned(), request: Some(request("", &["Hi."])) },
+    ]);
     let mut inbound = client.translate_stream(outbound).await.expect("open stream").into_inner();
-    let status = inbound.next().await.expect("one item").unwrap_err();
-    assert_eq!(status.code(), Code::NotFound);
-    assert!(status.message().starts_with("request `r-17`: unknown model `missing`"), "{status:?}");
-    assert!(inbound.next().await.is_none(), "the stream ends after its error");
+    let mut results = Vec::new();
+    while let Some(reply) = inbound.next().await {
+        let reply = reply.expect("a result, not the end of the stream");
+        assert!(reply.request_done && reply.translation.is_none(), "{reply:?}");
+        let status = reply.status.expect("a status");
+        results.push((reply.request_id, Code::from_i32(status.code), status.message));
+    }
+    assert_eq!(results.len(), 3, "every request answered: {results:?}");
+    assert_eq!((results[0].0.as_str(), results[0].1), ("r-17", Code::NotFound));
+    assert!(results[0].2.starts_with("request `r-17`: unknown model `missing`"), "{results:?}");
+    assert_eq!((results[1].0.as_str(), results[1].1), ("r-18", Code::InvalidArgument));
+    assert!(results[1].2.contains("--max-sentences-per-request"), "{results:?}");
+    assert_eq!((results[2].0.as_str(), results[2].1), ("r-19", Code::NotFound));
 }
 
 #[tokio::test]
@@ -92,23 +98,66 @@ async fn health_reports_serving_per_service() {
     assert_eq!(status.code(), Code::NotFound);
 }
 
+/// What one reflection version tells a client that knows nothing of xlmc: the services listed,
+/// and the file descriptor defining `xlmc.v1.Translator` (from which a client builds its calls).
+macro_rules! discover {
+    ($version:ident, $channel:expr) => {{
+        use tonic_reflection::pb::$version::{
+            ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+            server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+        };
+        let mut reflection = ServerReflectionClient::new($channel);
+        let ask = |request| ServerReflectionRequest { host: String::new(), message_request: Some(request) };
+        let questions = [
+            ask(MessageRequest::ListServices(String::new())),
+            ask(MessageRequest::FileContainingSymbol(xlmc_proto::TRANSLATOR_SERVICE.to_owned())),
+        ];
+        let mut replies =
+            reflection.server_reflection_info(tokio_stream::iter(questions)).await.expect("reflect").into_inner();
+        let Some(MessageResponse::ListServicesResponse(list)) =
+            replies.next().await.expect("a reply").expect("ok").message_response
+        else {
+            panic!("no service list");
+        };
+        let Some(MessageResponse::FileDescriptorResponse(files)) =
+            replies.next().await.expect("a reply").expect("ok").message_response
+        else {
+            panic!("no file descriptor");
+        };
+        let services: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+        (services, files.file_descriptor_proto)
+    }};
+}
+
+/// The method `Translate` of `xlmc.v1.Translator` in encoded file descriptors: its input and output types.
+fn translate_method(files: &[Vec<u8>]) -> Option<(String, String)> {
+    use prost::Message;
+    files.iter().find_map(|bytes| {
+        let file = prost_types::FileDescriptorProto::decode(bytes.as_slice()).expect("a file descriptor");
+        let service = file.service.iter().find(|s| s.name() == "Translator")?;
+        let method = service.method.iter().find(|m| m.name() == "Translate")?;
+        Some((method.input_type().to_owned(), method.output_type().to_owned()))
+    })
+}
+
 #[tokio::test]
-async fn reflection_lists_every_service() {
+async fn both_reflection_versions_let_a_client_discover_and_call_translate() {
     let server = ServerProcess::start(&[]);
-    let mut reflection = ServerReflectionClient::new(channel(&server).await);
-    let ask = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut replies = reflection.server_reflection_info(tokio_stream::iter([ask])).await.expect("reflect").into_inner();
-    let reply = replies.next().await.expect("a reply").expect("ok reply");
-    let Some(MessageResponse::ListServicesResponse(list)) = reply.message_response else {
-        panic!("unexpected reflection reply {reply:?}");
-    };
-    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    for wanted in [xlmc_proto::TRANSLATOR_SERVICE, "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"] {
-        assert!(names.iter().any(|n| n == wanted), "{wanted} missing from {names:?}");
+    let discovered =
+        [("v1", discover!(v1, channel(&server).await)), ("v1alpha", discover!(v1alpha, channel(&server).await))];
+    for (version, (services, files)) in discovered {
+        for wanted in [xlmc_proto::TRANSLATOR_SERVICE, "grpc.health.v1.Health"] {
+            assert!(services.iter().any(|n| n == wanted), "{version}: {wanted} missing from {services:?}");
+        }
+        let reflection = format!("grpc.reflection.{version}.ServerReflection");
+        assert!(services.contains(&reflection), "{version}: {reflection} missing from {services:?}");
+        let (input, output) = translate_method(&files).unwrap_or_else(|| panic!("{version}: no Translate method"));
+        assert_eq!((input.as_str(), output.as_str()), (".xlmc.v1.TranslateRequest", ".xlmc.v1.TranslateResponse"));
     }
+    // The discovered method answers (this server holds no model: NOT_FOUND, naming the model).
+    let mut client = TranslatorClient::new(channel(&server).await);
+    let status = client.translate(request("teacher", &["Hello."])).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
 }
 
 #[tokio::test]
