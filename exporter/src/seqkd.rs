@@ -98,8 +98,8 @@ pub fn run(args: &SeqKdArgs) -> anyhow::Result<String> {
             Ok(decode(&mut translator, sources, options)?)
         })?;
         let mut out = std::fs::OpenOptions::new().append(true).open(&outputs_path)?;
-        // One line per pair: a decoded newline must not shift the alignment.
-        let text: String = translated.iter().map(|t| format!("{}\n", t.replace(['\n', '\r'], " "))).collect();
+        // One line per pair (translate_lines keeps decoded line breaks out of the text).
+        let text: String = translated.iter().map(|t| format!("{t}\n")).collect();
         out.write_all(text.as_bytes())?;
         out.sync_all()?;
         progress.done = end;

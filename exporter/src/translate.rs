@@ -25,7 +25,9 @@ pub(crate) fn translate_lines(
     for chunk in work.chunks(batch_size.max(1)) {
         let sources: Vec<Vec<u32>> = chunk.iter().map(|&i| encoded[i].clone()).collect();
         for (&i, hypothesis) in chunk.iter().zip(decode_batch(&sources)?) {
-            translated[i] = tokenizer.decode(&hypothesis.tokens)?;
+            // One line out per line in: a decoded line break (byte-level BPE has tokens for them,
+            // and an undertrained model emits them) must not shift every later line.
+            translated[i] = tokenizer.decode(&hypothesis.tokens)?.replace(['\n', '\r'], " ");
         }
     }
     Ok(translated)
@@ -79,4 +81,36 @@ pub(crate) fn language_ids(
     let source_id = i64::from(tokenizer.language_id(source_lang).context("--source-lang")?);
     let target_id = i64::from(tokenizer.language_id(target_lang).context("--target-lang")?);
     Ok((source_id, target_id))
+}
+
+#[cfg(test)]
+mod tests {
+    use xlmc_decoding::{Finish, Hypothesis};
+    use xlmc_tokenizer::{Tokenizer, TrainOptions};
+
+    use super::translate_lines;
+
+    #[test]
+    fn a_decoded_line_break_stays_on_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = dir.path().join("text");
+        std::fs::write(&text, "one line\nanother line\n").unwrap();
+        let options = TrainOptions {
+            files: vec![text],
+            vocab_size: 300,
+            min_frequency: 1,
+            languages: vec!["en".into(), "fr".into()],
+            show_progress: false,
+        };
+        let tokenizer: Tokenizer = xlmc_tokenizer::train(&options).unwrap();
+        let broken = tokenizer.encode("a\nb\r\nc").unwrap();
+        let out = translate_lines(&tokenizer, &["x", "", "y"], 8, |sources| {
+            Ok(sources
+                .iter()
+                .map(|_| Hypothesis { tokens: broken.clone(), log_prob: 0.0, score: 0.0, finish: Finish::Eos })
+                .collect())
+        })
+        .unwrap();
+        assert_eq!(out, ["a b  c", "", "a b  c"]);
+    }
 }
