@@ -125,6 +125,7 @@ def convert(folder, out, languages=(0, 1)):
     spec.config.layer_norm_epsilon = 1e-12
     spec.validate()
     spec.optimize(quantization=None)
+    os.makedirs(out, exist_ok=True)
     spec.save(out)
     return vocab
 
