@@ -336,13 +336,7 @@ impl Trainer<'_> {
     /// Loads the last complete checkpoint (if any) into `model` and `optimizer`, and drops log
     /// lines written after it, so no update is lost or counted twice.
     fn resume(&self, model: &mut dyn TrainableModel, optimizer: &mut Adam) -> Result<TrainState, TrainError> {
-        let current = self.dir.join(CHECKPOINT);
-        let old = self.dir.join(format!("{CHECKPOINT}.old"));
-        let dir = if current.join(STATE_FILE).exists() {
-            current
-        } else if old.join(STATE_FILE).exists() {
-            old // killed between the two renames
-        } else {
+        let Some(dir) = checkpoint_to_resume(&self.dir) else {
             self.truncate_log(0)?;
             return Ok(TrainState { schedule_offset: self.config.schedule_offset, ..TrainState::default() });
         };
@@ -368,9 +362,15 @@ impl Trainer<'_> {
     }
 }
 
+/// The complete checkpoint in a run folder: `checkpoint/`, or `checkpoint.old/` when a run was
+/// killed between the two renames that swap a new one in.
+fn checkpoint_to_resume(dir: &Path) -> Option<PathBuf> {
+    [dir.join(CHECKPOINT), dir.join(format!("{CHECKPOINT}.old"))].into_iter().find(|c| c.join(STATE_FILE).exists())
+}
+
 /// Whether `dir` holds a checkpoint a run would resume from.
 pub fn has_checkpoint(dir: &Path) -> bool {
-    [CHECKPOINT.to_owned(), format!("{CHECKPOINT}.old")].iter().any(|c| dir.join(c).join(STATE_FILE).exists())
+    checkpoint_to_resume(dir).is_some()
 }
 
 /// Reads a `train_log.jsonl`.
