@@ -158,24 +158,11 @@ pub struct RunRecord {
 impl TrainingRecord {
     /// The record of `dir`, or `None` when it has none (trained before records, imported).
     pub fn read(dir: &Path) -> anyhow::Result<Option<Self>> {
-        Self::read_file(&dir.join(TRAINING_FILE))
+        read_json(&dir.join(TRAINING_FILE))
     }
 
     pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
-        self.write_file(&dir.join(TRAINING_FILE))
-    }
-
-    pub fn read_file(path: &Path) -> anyhow::Result<Option<Self>> {
-        if !path.exists() {
-            return Ok(None);
-        }
-        let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
-        Ok(Some(serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?))
-    }
-
-    pub fn write_file(&self, path: &Path) -> anyhow::Result<()> {
-        let json = serde_json::to_string_pretty(self).expect("record serialises");
-        xlmc_atomic_file::write(path, json.as_bytes()).with_context(|| format!("{}", path.display()))
+        write_json(&dir.join(TRAINING_FILE), self)
     }
 
     /// This record followed by one more run.
@@ -186,6 +173,21 @@ impl TrainingRecord {
         self.runs.push(run);
         self
     }
+}
+
+/// A JSON file's value, or `None` when the file does not exist; errors name the file.
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<Option<T>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
+    Ok(Some(serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?))
+}
+
+/// Writes `value` as pretty JSON, atomically.
+pub(crate) fn write_json(path: &Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let json = serde_json::to_string_pretty(value).expect("serialises to JSON");
+    xlmc_atomic_file::write(path, json.as_bytes()).with_context(|| format!("{}", path.display()))
 }
 
 /// Loads a Transformer model directory (teachers, pruned students).

@@ -256,10 +256,6 @@ impl Start {
         tokenizer: &Tokenizer,
     ) -> anyhow::Result<Self> {
         let path = config.out.join(START_FILE);
-        let read = |path: &Path| -> anyhow::Result<Self> {
-            let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
-            serde_json::from_str(&text).with_context(|| format!("{}", path.display()))
-        };
         if has_checkpoint(&config.out) {
             if let Some(init) = &args.init_from {
                 println!(
@@ -268,7 +264,7 @@ impl Start {
                     config.out.display()
                 );
             }
-            return if path.exists() { read(&path) } else { Ok(Self::default()) };
+            return Ok(model_dir::read_json(&path)?.unwrap_or_default());
         }
         let Some(init) = &args.init_from else {
             if path.exists() {
@@ -285,8 +281,7 @@ impl Start {
         );
         let start = Self { from: Some(init.display().to_string()), record };
         std::fs::create_dir_all(&config.out).with_context(|| format!("{}", config.out.display()))?;
-        let json = serde_json::to_string_pretty(&start).expect("start serialises");
-        xlmc_atomic_file::write(&path, json.as_bytes()).with_context(|| format!("{}", path.display()))?;
+        model_dir::write_json(&path, &start)?;
         Ok(start)
     }
 }
