@@ -138,11 +138,23 @@ fn line_panel(area: &DrawingArea<SVGBackend, Shift>, chart: &LineChart<'_>) -> R
             }
         }
     }
+    draw_legend(&mut ctx, SeriesLabelPosition::UpperRight)
+}
+
+/// The legend of the series drawn with a label, in a framed box.
+fn draw_legend<'a, X, Y>(
+    ctx: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
+    position: SeriesLabelPosition,
+) -> Result<(), Error>
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
     ctx.configure_series_labels()
         .label_font((FONT, 13))
         .background_style(WHITE.mix(0.85))
         .border_style(RGBColor(160, 160, 160))
-        .position(SeriesLabelPosition::UpperRight)
+        .position(position)
         .draw()?;
     Ok(())
 }
@@ -171,14 +183,14 @@ where
 }
 
 /// Indices of the points no other point beats on both axes (higher x and higher y), by x.
-pub fn pareto_frontier(points: &[Labelled]) -> Vec<usize> {
+pub fn pareto_frontier(points: &[(f64, f64)]) -> Vec<usize> {
     let mut frontier: Vec<usize> = (0..points.len())
         .filter(|&i| {
-            let p = &points[i];
-            !points.iter().any(|q| q.x >= p.x && q.y >= p.y && (q.x > p.x || q.y > p.y))
+            let (x, y) = points[i];
+            !points.iter().any(|&(qx, qy)| qx >= x && qy >= y && (qx > x || qy > y))
         })
         .collect();
-    frontier.sort_by(|&a, &b| points[a].x.total_cmp(&points[b].x));
+    frontier.sort_by(|&a, &b| points[a].0.total_cmp(&points[b].0));
     frontier
 }
 
@@ -207,12 +219,12 @@ pub fn pareto_chart(title: &str, x_label: &str, y_label: &str, points: &[Labelle
             .light_line_style(RGBColor(240, 240, 240))
             .bold_line_style(RGBColor(200, 200, 200))
             .draw()?;
-        let owned: Vec<Labelled> = usable.iter().map(|p| Labelled { label: p.label.clone(), x: p.x, y: p.y }).collect();
-        let frontier: Vec<(f64, f64)> = pareto_frontier(&owned).into_iter().map(|i| (owned[i].x, owned[i].y)).collect();
+        let coordinates: Vec<(f64, f64)> = usable.iter().map(|p| (p.x, p.y)).collect();
+        let frontier: Vec<(f64, f64)> = pareto_frontier(&coordinates).into_iter().map(|i| coordinates[i]).collect();
         ctx.draw_series(LineSeries::new(frontier, RGBColor(120, 120, 120).stroke_width(2)))?
             .label("Pareto frontier")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RGBColor(120, 120, 120).stroke_width(2)));
-        for (i, p) in owned.iter().enumerate() {
+        for (i, p) in usable.iter().enumerate() {
             let c = colour(i);
             draw_marker(&mut ctx, i, (p.x, p.y), c)?;
             ctx.draw_series(std::iter::once(
@@ -220,13 +232,7 @@ pub fn pareto_chart(title: &str, x_label: &str, y_label: &str, points: &[Labelle
                     + Text::new(p.label.clone(), (8, -16), (FONT, 13).into_font().color(&BLACK)),
             ))?;
         }
-        ctx.configure_series_labels()
-            .label_font((FONT, 13))
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(160, 160, 160))
-            .position(SeriesLabelPosition::LowerLeft)
-            .draw()?;
-        Ok(())
+        draw_legend(&mut ctx, SeriesLabelPosition::LowerLeft)
     })
 }
 
@@ -310,7 +316,8 @@ mod tests {
 
     #[test]
     fn the_frontier_keeps_exactly_the_points_nothing_beats_on_both_axes() {
-        let points = [p("teacher", 100.0, 30.0), p("6-2", 400.0, 29.0), p("worse", 300.0, 20.0), p("gru", 900.0, 22.0)];
+        // teacher, 6-2, a worse one, the BiGRU.
+        let points = [(100.0, 30.0), (400.0, 29.0), (300.0, 20.0), (900.0, 22.0)];
         assert_eq!(pareto_frontier(&points), vec![0, 1, 3]);
     }
 
