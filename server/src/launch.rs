@@ -69,7 +69,7 @@ impl ReadyServer {
         Ok(Self { child, ready_line })
     }
 
-    /// A `key=` field of the ready line (`grpc=`, `metrics=`, `onnxruntime=`).
+    /// A `key=` field of the ready line (`grpc=`, `metrics=`, `http=`, `onnxruntime=`).
     pub fn field(&self, key: &str) -> Option<&str> {
         self.ready_line.split_whitespace().find_map(|f| f.strip_prefix(key))
     }
@@ -85,6 +85,11 @@ impl ReadyServer {
 
     pub fn metrics(&self) -> anyhow::Result<SocketAddr> {
         self.address("metrics=")
+    }
+
+    /// The LibreTranslate-compatible HTTP API's address (only with `--http-addr`).
+    pub fn http(&self) -> anyhow::Result<SocketAddr> {
+        self.address("http=")
     }
 }
 

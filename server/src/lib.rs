@@ -9,6 +9,8 @@ mod auth;
 mod engine;
 mod error;
 pub mod launch;
+mod libretranslate;
+mod markup;
 mod registry;
 mod service;
 mod settings;
@@ -43,8 +45,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let metrics_listener = TcpListener::bind(settings.metrics_addr)
         .await
         .with_context(|| format!("--metrics-addr {}", settings.metrics_addr))?;
+    let http_listener = match settings.http_addr {
+        Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| format!("--http-addr {addr}"))?),
+        None => None,
+    };
     let grpc_addr = grpc_listener.local_addr()?;
     let metrics_addr = metrics_listener.local_addr()?;
+    let http_addr = http_listener.as_ref().map(TcpListener::local_addr).transpose()?;
 
     // ONNX Runtime is the serving backend: load it now so a missing library fails start-up
     // with the places searched, not the first request.
@@ -58,11 +65,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 
     // gRPC serves from here on (health answers NOT_SERVING) while the models load below.
     let models = Arc::new(OnceLock::new());
-    let translator = TranslatorServer::new(
-        TranslatorService::new(Limits::from(&settings), models.clone()).with_shadow_rate(settings.shadow_rate),
-    )
-    .max_decoding_message_size(settings.max_message_bytes)
-    .max_encoding_message_size(settings.max_message_bytes);
+    let service =
+        TranslatorService::new(Limits::from(&settings), models.clone()).with_shadow_rate(settings.shadow_rate);
+    let translator = TranslatorServer::new(service.clone())
+        .max_decoding_message_size(settings.max_message_bytes)
+        .max_encoding_message_size(settings.max_message_bytes);
     let translator = tonic::service::interceptor::InterceptedService::new(
         translator,
         auth::BearerToken::new(settings.auth_token.clone()),
@@ -78,6 +85,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let reflection_v1alpha = reflection().build_v1alpha().context("building the reflection service (v1alpha)")?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let metrics_task = tokio::spawn(xlmc_telemetry::serve_metrics(metrics_listener, handle, wait_for(stop_rx.clone())));
+    let http_task = http_listener.map(|listener| {
+        let api = libretranslate::Api::new(service, settings.auth_token.clone(), settings.max_message_bytes);
+        tokio::spawn(
+            axum::serve(listener, api.router()).with_graceful_shutdown(wait_for(stop_rx.clone())).into_future(),
+        )
+    });
     let signal = shutdown_signal()?;
     let (loaded_tx, loaded_rx) = tokio::sync::oneshot::channel::<Vec<String>>();
     let shutdown = {
@@ -126,19 +139,24 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let _ = loaded_tx.send(serving);
     health.set_serving::<TranslatorServer<TranslatorService>>().await;
     health.set_service_status("", ServingStatus::Serving).await;
-    announce(grpc_addr, metrics_addr, &onnxruntime);
+    announce(grpc_addr, metrics_addr, http_addr, &onnxruntime);
 
     grpc.await.context("gRPC server task")?.context("gRPC server")?;
     metrics_task.await.context("metrics endpoint task")??;
+    if let Some(http) = http_task {
+        http.await.context("HTTP API task")?.context("HTTP API (--http-addr)")?;
+    }
     tracing::info!("stopped");
     Ok(())
 }
 
-fn announce(grpc: SocketAddr, metrics: SocketAddr, onnxruntime: &Path) {
+fn announce(grpc: SocketAddr, metrics: SocketAddr, http: Option<SocketAddr>, onnxruntime: &Path) {
     use std::io::Write;
-    tracing::info!(%grpc, %metrics, onnxruntime = %onnxruntime.display(), "serving");
+    tracing::info!(%grpc, %metrics, http = ?http, onnxruntime = %onnxruntime.display(), "serving");
+    let http = http.map(|addr| format!(" http={addr}")).unwrap_or_default();
     let mut stdout = std::io::stdout().lock();
-    let _ = writeln!(stdout, "{READY_PREFIX} grpc={grpc} metrics={metrics} onnxruntime={}", onnxruntime.display());
+    let _ =
+        writeln!(stdout, "{READY_PREFIX} grpc={grpc} metrics={metrics}{http} onnxruntime={}", onnxruntime.display());
     let _ = stdout.flush();
 }
 

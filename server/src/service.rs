@@ -166,7 +166,7 @@ impl TranslatorService {
         Self { limits: Arc::new(limits), models, shadow_rate: 0.0 }
     }
 
-    fn registry(&self) -> Result<&Registry, RequestError> {
+    pub(crate) fn registry(&self) -> Result<&Registry, RequestError> {
         self.models.get().ok_or(RequestError::Loading)
     }
 
@@ -179,7 +179,7 @@ impl TranslatorService {
     /// Counts a served request, and shadows it with the teacher when sampled: the teacher's
     /// translation runs in the background, through the teacher's own queue, and only feeds the
     /// statistics.
-    fn after_success(&self, request: &TranslateRequest, response: &TranslateResponse, seconds: f64) {
+    pub(crate) fn after_success(&self, request: &TranslateRequest, response: &TranslateResponse, seconds: f64) {
         let Ok(model) = self.registry().and_then(|r| r.resolve(&response.model)) else { return };
         let generated = response.translations.iter().map(|t| u64::from(t.output_tokens)).sum();
         model.stats.record_request(response.translations.len() as u64, generated);
@@ -272,7 +272,7 @@ impl TranslatorService {
     }
 
     /// Every sentence of the request, in order, with the request's timing.
-    async fn translate_all(
+    pub(crate) async fn translate_all(
         &self,
         request: &TranslateRequest,
         arrived: Instant,

@@ -23,6 +23,11 @@ pub struct Settings {
     #[arg(long, env = "XLMC_METRICS_ADDR", default_value = "127.0.0.1:9090")]
     pub metrics_addr: SocketAddr,
 
+    /// Also serve the LibreTranslate-compatible HTTP API (`POST /translate`, `GET /languages`)
+    /// here, on the same models and limits; off unless set. Port 0 picks a free port.
+    #[arg(long, env = "XLMC_HTTP_ADDR")]
+    pub http_addr: Option<SocketAddr>,
+
     /// Folder of model bundles (one sub-folder per model) to serve.
     #[arg(long, env = "XLMC_MODELS")]
     pub models: Option<PathBuf>,

@@ -7,6 +7,7 @@ mod export;
 mod fastbpe;
 mod grpc;
 mod import_xlm;
+mod libretranslate;
 mod metrics;
 mod onnx_runtime;
 mod pipeline;

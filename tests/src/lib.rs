@@ -60,6 +60,11 @@ impl ServerProcess {
         }
     }
 
+    /// The LibreTranslate-compatible API's address (started with `--http-addr 127.0.0.1:0`).
+    pub fn http(&self) -> SocketAddr {
+        self.server.http().unwrap_or_else(|e| panic!("{e:#}"))
+    }
+
     pub fn grpc_url(&self) -> String {
         format!("http://{}", self.grpc)
     }
@@ -82,8 +87,27 @@ impl ServerProcess {
 
 /// `GET path` over HTTP/1.0; returns the status code and body.
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    http_request(addr, "GET", path, &[], b"")
+}
+
+/// Any request over HTTP/1.0 with `headers` (name, value) and `body`; returns the status code and
+/// body.
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).expect("connect");
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("send request");
+    let mut head = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: {}\r\n", body.len());
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).expect("send request head");
+    // A server may answer (413) and close before reading a large body.
+    let _ = stream.write_all(body);
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("read response");
     let (head, body) = response.split_once("\r\n\r\n").expect("HTTP head");

@@ -6,7 +6,8 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use crate::TelemetryError;
 
 /// Metric names. Labels come from small closed sets: `model` (loaded bundles), `method` (RPC
-/// names), `code` (gRPC status codes), `student`/`teacher` (loaded bundles).
+/// names), `code` (gRPC status codes), `student`/`teacher` (loaded bundles), `route` (the
+/// LibreTranslate API's paths, or `other`), `status` (HTTP status codes).
 pub mod names {
     pub const REQUESTS_TOTAL: &str = "xlmc_requests_total";
     pub const REQUEST_DURATION: &str = "xlmc_request_duration_seconds";
@@ -21,6 +22,8 @@ pub mod names {
     pub const SHADOW_BLEU: &str = "xlmc_shadow_bleu";
     pub const SHADOW_LATENCY_RATIO: &str = "xlmc_shadow_latency_ratio";
     pub const BUILD_INFO: &str = "xlmc_build_info";
+    pub const HTTP_REQUESTS_TOTAL: &str = "xlmc_http_requests_total";
+    pub const HTTP_REQUEST_DURATION: &str = "xlmc_http_request_duration_seconds";
 
     /// Every name above (dashboards and docs are checked against it).
     pub const ALL: &[&str] = &[
@@ -37,6 +40,8 @@ pub mod names {
         SHADOW_BLEU,
         SHADOW_LATENCY_RATIO,
         BUILD_INFO,
+        HTTP_REQUESTS_TOTAL,
+        HTTP_REQUEST_DURATION,
     ];
 }
 
@@ -79,4 +84,6 @@ fn describe_all() {
     describe_gauge!(SHADOW_BLEU, "BLEU of a student's output against its teacher's on shadowed traffic.");
     describe_gauge!(SHADOW_LATENCY_RATIO, "Student latency divided by teacher latency on shadowed traffic.");
     describe_gauge!(BUILD_INFO, "Always 1; the version label says which xlmc runs.");
+    describe_counter!(HTTP_REQUESTS_TOTAL, "Finished LibreTranslate-API HTTP requests by route and status.");
+    describe_histogram!(HTTP_REQUEST_DURATION, Unit::Seconds, "HTTP request time from arrival to reply.");
 }

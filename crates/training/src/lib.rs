@@ -19,8 +19,8 @@ pub use loss::{decoder_io, label_smoothed, teacher_forced, unpad};
 pub use model::TrainableModel;
 pub use optimizer::{Adam, inverse_sqrt_lr};
 pub use trainer::{
-    BatchLoss, GoldObjective, LOG_FILE, LogLine, Objective, Pair, TrainConfig, TrainState, Trainer, has_checkpoint,
-    read_log,
+    BatchLoss, GoldObjective, LOG_FILE, LogLine, MatmulPrecision, Objective, Pair, TrainConfig, TrainState, Trainer,
+    has_checkpoint, read_log,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +32,9 @@ pub enum TrainError {
     /// Nothing to train on: an epoch would have no batch and the loop would never advance.
     #[error("no training pairs")]
     NoTrainingPairs,
+    /// `matmul_precision` asks for something the model cannot do.
+    #[error("matmul_precision: {0}")]
+    Precision(String),
 }
 
 impl TrainError {

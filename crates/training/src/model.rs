@@ -9,7 +9,10 @@ use xlmc_bigru::BiGru;
 use xlmc_decoding::{DecodeOptions, StepModel, decode};
 use xlmc_transformer::Seq2Seq;
 
-use crate::loss::{decoder_io, teacher_forced, unpad};
+use crate::{
+    MatmulPrecision,
+    loss::{decoder_io, teacher_forced, unpad},
+};
 
 /// Greedy translations through the shared decoding core.
 fn greedy_tokens(mut model: impl StepModel, sources: &[Vec<u32>]) -> Vec<Vec<u32>> {
@@ -32,6 +35,9 @@ pub trait TrainableModel {
 
     /// Loads weights written by `save_to` into this model; its config must be the same.
     fn load_from(&mut self, dir: &Path) -> Result<(), String>;
+
+    /// Makes the model's matrix products run in `precision` from now on.
+    fn set_matmul_precision(&mut self, precision: MatmulPrecision) -> Result<(), String>;
 
     fn device(&self) -> Device {
         self.var_store().device()
@@ -62,6 +68,14 @@ impl TrainableModel for Seq2Seq {
         }
         let stored = loaded.vs.variables().into_iter().collect();
         self.copy_from(dir, stored).map_err(|e| e.to_string())
+    }
+
+    fn set_matmul_precision(&mut self, precision: MatmulPrecision) -> Result<(), String> {
+        self.set_matmul_kind(match precision {
+            MatmulPrecision::Fp32 => tch::Kind::Float,
+            MatmulPrecision::Bf16 => tch::Kind::BFloat16,
+        });
+        Ok(())
     }
 }
 
@@ -95,5 +109,12 @@ impl TrainableModel for BiGru {
             return Err(format!("{}: its config differs from this run's", dir.display()));
         }
         self.load_weights(dir).map_err(|e| e.to_string())
+    }
+
+    fn set_matmul_precision(&mut self, precision: MatmulPrecision) -> Result<(), String> {
+        match precision {
+            MatmulPrecision::Fp32 => Ok(()),
+            MatmulPrecision::Bf16 => Err("bf16 is implemented for the Transformer only, not the BiGRU".into()),
+        }
     }
 }

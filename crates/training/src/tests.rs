@@ -5,7 +5,7 @@ use tch::{Device, Tensor};
 use xlmc_transformer::{Config, Seq2Seq};
 
 use crate::{
-    TrainConfig, Trainer, read_log,
+    MatmulPrecision, TrainConfig, TrainError, Trainer, read_log,
     synthetic::{detokenize, mapping_task, model_config},
 };
 
@@ -34,11 +34,38 @@ fn train_config(max_updates: i64) -> TrainConfig {
 
 #[test]
 fn tiny_preset_learns_a_synthetic_mapping_to_95_bleu() {
+    learns_the_synthetic_mapping(MatmulPrecision::Fp32);
+}
+
+#[test]
+fn tiny_preset_learns_the_mapping_with_bf16_matmuls_too() {
+    learns_the_synthetic_mapping(MatmulPrecision::Bf16);
+}
+
+#[test]
+fn bf16_is_refused_for_the_bigru_before_anything_is_written() {
+    let mut bigru = xlmc_bigru::BiGru::new(xlmc_bigru::Config::tiny(model_config().n_words), Device::Cpu);
+    let (train, dev) = (mapping_task(20, 1), mapping_task(5, 2));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let trainer = Trainer {
+        config: TrainConfig { matmul_precision: MatmulPrecision::Bf16, ..train_config(5) },
+        dir: out.clone(),
+        train: &train,
+        dev: &dev,
+    };
+    let err = trainer.run(&mut bigru, &detokenize, |_| {}).unwrap_err();
+    assert!(matches!(err, TrainError::Precision(_)), "{err}");
+    assert!(err.to_string().starts_with("matmul_precision: "), "{err}");
+    assert!(!out.exists(), "nothing written");
+}
+
+fn learns_the_synthetic_mapping(matmul_precision: MatmulPrecision) {
     let (train, dev) = (mapping_task(2000, 1), mapping_task(100, 2));
     let dir = tempfile::tempdir().unwrap();
     let mut model = fresh_model(model_config());
     let trainer = Trainer {
-        config: TrainConfig { checkpoint_every: 1000, ..train_config(400) },
+        config: TrainConfig { checkpoint_every: 1000, matmul_precision, ..train_config(400) },
         dir: dir.path().into(),
         train: &train,
         dev: &dev,

@@ -93,6 +93,19 @@ pub struct TrainConfig {
     #[serde(skip_serializing_if = "is_zero")]
     pub schedule_offset: i64,
     pub rewarmup_updates: i64,
+    /// The type the model's matrix products run in; weights, optimizer and loss stay fp32.
+    pub matmul_precision: MatmulPrecision,
+}
+
+/// `fp32`, or `bf16`: mixed precision (bf16 products with fp32 accumulation, fp32 master
+/// weights) — ≈ 5× faster matrix products on CPUs with AVX-512 BF16 (Zen 4, Sapphire Rapids)
+/// and on GPUs; on CPUs without it libtorch emulates bf16 and is slower than fp32.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MatmulPrecision {
+    #[default]
+    Fp32,
+    Bf16,
 }
 
 fn is_zero(value: &i64) -> bool {
@@ -117,6 +130,7 @@ impl Default for TrainConfig {
             target_lang: 1,
             schedule_offset: 0,
             rewarmup_updates: 100,
+            matmul_precision: MatmulPrecision::Fp32,
         }
     }
 }
@@ -200,6 +214,7 @@ impl Trainer<'_> {
         if self.train.is_empty() {
             return Err(TrainError::NoTrainingPairs);
         }
+        model.set_matmul_precision(self.config.matmul_precision).map_err(TrainError::Precision)?;
         std::fs::create_dir_all(&self.dir).map_err(|e| TrainError::io(&self.dir, e))?;
         let mut optimizer = Adam::new(model.var_store());
         let mut state = self.resume(model, &mut optimizer)?;

@@ -7,7 +7,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use tch::{Device, Tensor, nn};
+use tch::{Device, Kind, Tensor, nn};
 
 use crate::{Config, Transformer, Translator};
 
@@ -90,6 +90,13 @@ impl Seq2Seq {
         let encoder = Transformer::new(vs.root() / "encoder", &config, false);
         let decoder = Transformer::new(vs.root() / "decoder", &config, true);
         Ok(Self { vs, config, encoder, decoder })
+    }
+
+    /// The type both sides multiply in: `Kind::BFloat16` for mixed-precision training on CPUs
+    /// with AVX-512 BF16 (or GPUs); `Kind::Float` (the default) everywhere else.
+    pub fn set_matmul_kind(&mut self, kind: Kind) {
+        self.encoder.set_matmul_kind(kind);
+        self.decoder.set_matmul_kind(kind);
     }
 
     pub fn translator(&self, source_lang: i64, target_lang: i64) -> Translator<'_> {

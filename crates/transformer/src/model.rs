@@ -33,6 +33,9 @@ pub struct Transformer {
     layers: Vec<Layer>,
     /// Decoder only: `pred_layer.proj.bias` (its weight is `embeddings.weight`).
     pred_bias: Option<Tensor>,
+    /// The type the projections and the output layer multiply in; None: the weights' own
+    /// (see [`crate::attention::Dense`]).
+    matmul_kind: Option<Kind>,
 }
 
 fn layer_norm(path: nn::Path, dim: i64) -> nn::LayerNorm {
@@ -110,6 +113,20 @@ impl Transformer {
             layer_norm_emb: layer_norm(&path / "layer_norm_emb", dim),
             layers,
             pred_bias,
+            matmul_kind: None,
+        }
+    }
+
+    /// Makes every projection and the output layer multiply in `kind` (`Kind::BFloat16` for
+    /// mixed-precision training); weights, layer norms, softmaxes and residuals stay fp32.
+    pub fn set_matmul_kind(&mut self, kind: Kind) {
+        self.matmul_kind = Some(kind);
+        for layer in &mut self.layers {
+            layer.attention.set_matmul_kind(kind);
+            if let Some((cross, _)) = &mut layer.encoder_attn {
+                cross.set_matmul_kind(kind);
+            }
+            layer.ffn.set_matmul_kind(kind);
         }
     }
 
@@ -166,7 +183,10 @@ impl Transformer {
     /// Logits over the vocabulary from hidden states (tied projection + bias).
     pub fn logits(&self, hidden: &Tensor) -> Tensor {
         let bias = self.pred_bias.as_ref().expect("only the decoder has an output layer");
-        hidden.matmul(&self.embeddings.tr()) + bias
+        let Some(k) = self.matmul_kind.filter(|&k| k != self.embeddings.kind()) else {
+            return hidden.matmul(&self.embeddings.tr()) + bias;
+        };
+        hidden.to_kind(k).matmul(&self.embeddings.to_kind(k).tr()).to_kind(hidden.kind()) + bias
     }
 
     pub(crate) fn cross_keys_values(&self, encoded: &Tensor) -> Vec<(Tensor, Tensor)> {

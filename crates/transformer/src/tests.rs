@@ -269,6 +269,36 @@ fn half_precision_shards_round_trip_and_replace_the_single_file() {
 }
 
 #[test]
+fn bf16_matmuls_stay_within_bf16_rounding_and_train_the_fp32_weights() {
+    let sources = &sources()[..4];
+    let targets: Vec<Vec<u32>> = (0..4u32).map(|i| (0..5).map(|j| 14 + (i * 5 + j * 7) % 40).collect()).collect();
+    let mut model = model(5);
+    let fp32 = full_logits(&model, sources, &targets);
+    model.set_matmul_kind(Kind::BFloat16);
+    let bf16 = full_logits(&model, sources, &targets);
+    assert_eq!(bf16.kind(), Kind::Float, "logits come back as fp32");
+    let scale = fp32.abs().max().double_value(&[]);
+    let diff = (&bf16 - &fp32).abs().max().double_value(&[]);
+    // bf16 keeps 8 significant bits (relative rounding 2^-9 ≈ 0.002 per operand).
+    assert!(diff > 0.0, "the bf16 path was not taken");
+    assert!(diff < 0.05 * scale, "bf16 logits differ by {diff} at scale {scale}");
+    // Gradients reach the fp32 weights through the casts.
+    let translator = model.translator(0, 1);
+    let (src, src_len) = translator.batch(sources).unwrap();
+    let (encoded, _) = model.encoder.forward(&src, &src_len, 0, None, true);
+    encoded.sum(Kind::Float).backward();
+    for (name, var) in model.vs.variables() {
+        assert_eq!(var.kind(), Kind::Float, "{name} stays fp32");
+        if name.starts_with("encoder.ffns.0.lin1.weight") {
+            assert!(var.grad().abs().sum(Kind::Float).double_value(&[]) > 0.0, "{name} got no gradient");
+        }
+    }
+    model.set_matmul_kind(Kind::Float);
+    let back = full_logits(&model, sources, &targets);
+    assert_eq!(max_diff(&Vec::<f32>::try_from(fp32.flatten(0, -1)).unwrap(), &back), 0.0);
+}
+
+#[test]
 fn linear_layers_start_like_pytorch_nn_linear() {
     // U(±1/√fan_in) like XLM's (PyTorch's) nn.Linear; tch's default is √6× wider, which left the
     // 6+6-layer model stuck at a unigram distribution on real data.
