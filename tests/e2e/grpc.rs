@@ -13,7 +13,8 @@ async fn channel(server: &ServerProcess) -> tonic::transport::Channel {
     tonic::transport::Endpoint::from_shared(server.grpc_url()).expect("url").connect().await.expect("connect")
 }
 
-fn request(model: &str, sentences: &[&str]) -> TranslateRequest {
+/// An en→fr request (shared by the other gRPC-driving tests).
+pub(crate) fn request(model: &str, sentences: &[&str]) -> TranslateRequest {
     TranslateRequest {
         model: model.to_owned(),
         source_language: "en".to_owned(),

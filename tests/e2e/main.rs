@@ -11,6 +11,7 @@ mod libretranslate;
 mod metrics;
 mod onnx_runtime;
 mod pipeline;
+mod prometheus;
 mod report;
 mod scoring;
 mod serving;

@@ -113,7 +113,7 @@ fn alerting_rules_pass_promtool_and_use_only_recorded_metrics() {
     }
 }
 
-fn which(program: &str) -> Result<std::path::PathBuf, ()> {
+pub(crate) fn which(program: &str) -> Result<std::path::PathBuf, ()> {
     std::env::var_os("PATH")
         .into_iter()
         .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())

@@ -12,7 +12,7 @@ use xlmc_proto::v1::{
 };
 use xlmc_tests::{Exposition, ServerProcess, http_get};
 
-use crate::train::{corpus_tokenizer_and_teacher_config, exporter};
+use crate::train::{exporter, teacher_and_student_bundles};
 
 fn request(model: &str, sentences: &[String]) -> TranslateRequest {
     TranslateRequest {
@@ -28,14 +28,9 @@ fn request(model: &str, sentences: &[String]) -> TranslateRequest {
 async fn server_translates_like_the_exporter_under_concurrent_load() {
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
-    corpus_tokenizer_and_teacher_config(dir.path());
     // Trained long enough to translate the word-for-word corpus (outputs as long as inputs), so
     // a batch of long sentences really takes many steps.
-    exporter(&["train", "--config", &path("teacher.toml"), "--max-updates", "200"]);
-    exporter(&["prune", "--teacher", &path("run/model"), "--keep", "2-1", "--out", &path("student")]);
-    for (model, name) in [("run/model", "teacher"), ("student", "student")] {
-        exporter(&["export", "--model", &path(model), "--out", &path(&format!("models/{name}"))]);
-    }
+    teacher_and_student_bundles(dir.path(), 200);
     // A third bundle whose decoder was changed after export: refused at load, named in the reason.
     exporter(&["export", "--model", &path("student"), "--out", &path("models/broken")]);
     // The teacher's model folder as it is: served by the libtorch backend (feature `torch`).

@@ -40,6 +40,18 @@ pub(crate) fn corpus_tokenizer_and_teacher_config(dir: &std::path::Path) {
     std::fs::write(path("teacher.toml"), config).unwrap();
 }
 
+/// [`corpus_tokenizer_and_teacher_config`], the teacher trained for `updates`, its 2-1 student
+/// (`student`), and both exported as bundles `models/teacher` and `models/student`.
+pub(crate) fn teacher_and_student_bundles(dir: &std::path::Path, updates: u32) {
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+    corpus_tokenizer_and_teacher_config(dir);
+    exporter(&["train", "--config", &path("teacher.toml"), "--max-updates", &updates.to_string()]);
+    exporter(&["prune", "--teacher", &path("run/model"), "--keep", "2-1", "--out", &path("student")]);
+    for (model, name) in [("run/model", "teacher"), ("student", "student")] {
+        exporter(&["export", "--model", &path(model), "--out", &path(&format!("models/{name}"))]);
+    }
+}
+
 #[test]
 fn train_resume_and_translate_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
