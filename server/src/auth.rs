@@ -19,10 +19,17 @@ impl Interceptor for BearerToken {
     fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
         let Some(expected) = &self.expected else { return Ok(request) };
         let given = request.metadata().get("authorization").map(|v| v.as_bytes()).unwrap_or_default();
-        let same =
-            given.len() == expected.len() && given.iter().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
-        if same { Ok(request) } else { Err(Status::unauthenticated("missing or wrong bearer token (--auth-token)")) }
+        if constant_time_eq(given, expected) {
+            Ok(request)
+        } else {
+            Err(Status::unauthenticated("missing or wrong bearer token (--auth-token)"))
+        }
     }
+}
+
+/// Whether two secrets are equal, in time that depends only on their lengths.
+pub(crate) fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
+    given.len() == expected.len() && given.iter().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
 #[cfg(test)]

@@ -265,9 +265,7 @@ fn authorized(api: &Api, headers: &HeaderMap, api_key: Option<&str>) -> Result<(
     let Some(token) = &api.token else { return Ok(()) };
     let bearer =
         headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    let same = |given: &str| {
-        given.len() == token.len() && given.bytes().zip(token.bytes()).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0
-    };
+    let same = |given: &str| crate::auth::constant_time_eq(given.as_bytes(), token.as_bytes());
     if bearer.is_some_and(same) || api_key.is_some_and(same) {
         Ok(())
     } else {
