@@ -44,6 +44,8 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Rewrite a model directory's weights as fp16 and/or size-capped shards.
     Convert(ConvertArgs),
+    /// The mean of several model folders' weights (e.g. a run's last checkpoints) as one model.
+    Average(AverageArgs),
     /// Decoding throughput of a model at several batch sizes (a table, not a test).
     Bench(BenchArgs),
     /// Corpus BLEU and chrF of a hypothesis file against a reference file (sacreBLEU-exact).
@@ -409,6 +411,22 @@ pub struct ConvertArgs {
     #[arg(long)]
     pub half: bool,
     /// Split the weights into shards of at most this many MiB, listed in model.safetensors.index.json.
+    #[arg(long, value_parser = parse_positive_mib)]
+    pub shard_mib: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+pub struct AverageArgs {
+    /// Model directories to average (two or more; the same network and vocabulary).
+    #[arg(long, required = true, num_args = 2.., action = clap::ArgAction::Append)]
+    pub model: Vec<PathBuf>,
+    /// Model directory to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Store fp16 weights.
+    #[arg(long)]
+    pub half: bool,
+    /// Split the weights into shards of at most this many MiB.
     #[arg(long, value_parser = parse_positive_mib)]
     pub shard_mib: Option<f64>,
 }

@@ -3,6 +3,7 @@
 //!
 //! Subcommands are implemented in their own modules; [`run`] dispatches.
 
+pub mod average;
 pub mod bench;
 pub mod cli;
 pub mod convert;
@@ -70,6 +71,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Convert(args) => {
             print!("{}", convert::run(&args)?);
+            Ok(())
+        }
+        Command::Average(args) => {
+            print!("{}", average::run(&args)?);
             Ok(())
         }
         Command::Score(args) => {

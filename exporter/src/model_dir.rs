@@ -144,6 +144,9 @@ pub struct TrainingRecord {
     /// The runs, oldest first: each one's config file, updates and the folder it started from.
     #[serde(default)]
     pub runs: Vec<RunRecord>,
+    /// Set by `exporter average`: the folders whose mean these weights are.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub averaged_from: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -248,9 +248,9 @@ impl<B: Backend> Engine<B> {
             open &= self.drain_channel();
             let now = Instant::now();
             self.drop_abandoned_queued(now);
-            if let Err(message) = self.admit().and_then(|()| self.step_all()).and_then(|()| self.leave_abandoned()) {
-                self.fail_everything(&message);
-            }
+            self.admit();
+            self.step_all();
+            self.leave_abandoned();
             metrics::gauge!(names::QUEUE_DEPTH, "model" => self.model.clone())
                 .set(self.waiting.load(Ordering::SeqCst) as f64);
         }
@@ -316,11 +316,12 @@ impl<B: Backend> Engine<B> {
     }
 
     /// Moves waiting jobs into the batch, oldest first, while they fit (the first always fits
-    /// an empty batch); each lane's newcomers are encoded together.
-    fn admit(&mut self) -> Result<(), String> {
+    /// an empty batch); each lane's newcomers are encoded together. A failed encoding fails
+    /// those newcomers only; a failure that ends the lane's search fails the lane.
+    fn admit(&mut self) {
         let (mut rows, mut tokens) = self.load();
         if rows > 0 && !self.limits.continuous {
-            return Ok(());
+            return;
         }
         let mut joining: HashMap<(Lane, Option<usize>), Vec<Job>> = HashMap::new();
         while let Some(job) = self.queue.front() {
@@ -344,6 +345,7 @@ impl<B: Backend> Engine<B> {
                 active: HashMap::new(),
             });
             let mut sentences = Vec::with_capacity(jobs.len());
+            let mut ids = Vec::with_capacity(jobs.len());
             for job in jobs {
                 let id = self.next_id.fetch_add(1, Ordering::Relaxed);
                 let queued = now.duration_since(job.enqueued);
@@ -361,15 +363,20 @@ impl<B: Backend> Engine<B> {
                     },
                 );
                 sentences.push((id, job.source));
+                ids.push(id);
             }
             let mut step_model = self.backend.step_model(lane.languages);
-            state.search.join_with_max_tokens(&mut step_model, sentences, max_tokens).map_err(|e| e.to_string())?;
+            if let Err(error) = state.search.join_with_max_tokens(&mut step_model, sentences, max_tokens) {
+                let failed: Vec<u64> = if state.search.failure().is_some() { Vec::new() } else { ids };
+                fail_sentences(&self.model, state, &failed, &error.to_string());
+            }
         }
-        Ok(())
+        self.lanes.retain(|_, state| !state.active.is_empty());
     }
 
-    /// One decoder step in every lane with work; finished sentences are answered at once.
-    fn step_all(&mut self) -> Result<(), String> {
+    /// One decoder step in every lane with work; finished sentences are answered at once. A lane
+    /// whose model fails answers its own sentences with the error; the others go on.
+    fn step_all(&mut self) {
         let mut stepped = false;
         for (lane, state) in self.lanes.iter_mut() {
             if state.search.is_empty() {
@@ -377,8 +384,15 @@ impl<B: Backend> Engine<B> {
             }
             let rows = state.search.active_rows();
             let mut step_model = self.backend.step_model(lane.languages);
-            let finished = state.search.step(&mut step_model).map_err(|e| e.to_string())?;
+            let result = state.search.step(&mut step_model);
             stepped = true;
+            let finished = match result {
+                Ok(finished) => finished,
+                Err(error) => {
+                    fail_sentences(&self.model, state, &[], &error.to_string());
+                    continue;
+                }
+            };
             metrics::histogram!(names::BATCH_SIZE, "model" => self.model.clone()).record(rows as f64);
             metrics::counter!(names::DECODE_STEPS_TOTAL, "model" => self.model.clone()).increment(1);
             let now = Instant::now();
@@ -399,12 +413,17 @@ impl<B: Backend> Engine<B> {
         if stepped {
             self.step += 1;
         }
-        self.lanes.retain(|_, state| !state.search.is_empty());
-        Ok(())
+        // A search that failed after this step's finished sentences were answered ends here.
+        for state in self.lanes.values_mut().filter(|state| !state.active.is_empty()) {
+            if let Some(message) = state.search.failure().map(str::to_owned) {
+                fail_sentences(&self.model, state, &[], &message);
+            }
+        }
+        self.lanes.retain(|_, state| !state.active.is_empty());
     }
 
     /// Sentences whose client left or whose deadline passed leave the batch before the next step.
-    fn leave_abandoned(&mut self) -> Result<(), String> {
+    fn leave_abandoned(&mut self) {
         let now = Instant::now();
         for (lane, state) in self.lanes.iter_mut() {
             let gone: Vec<u64> = state
@@ -417,25 +436,36 @@ impl<B: Backend> Engine<B> {
                 continue;
             }
             let mut step_model = self.backend.step_model(lane.languages);
-            state.search.leave(&mut step_model, &gone).map_err(|e| e.to_string())?;
+            let result = state.search.leave(&mut step_model, &gone);
             for id in gone {
                 let active = state.active.remove(&id).expect("listed above");
                 abandon(active.reply, active.deadline, now, &self.model);
             }
-        }
-        self.lanes.retain(|_, state| !state.search.is_empty());
-        Ok(())
-    }
-
-    /// A model error ends the current batch: every sentence in it is answered with the error
-    /// (waiting ones stay queued and get a fresh batch).
-    fn fail_everything(&mut self, message: &str) {
-        tracing::error!(model = %self.model, error = message, "decoding failed; the batch's sentences are answered with the error");
-        for (_, state) in self.lanes.drain() {
-            for (_, active) in state.active {
-                let _ =
-                    active.reply.send(Err(JobError::Model { model: self.model.clone(), message: message.to_owned() }));
+            if let Err(error) = result {
+                fail_sentences(&self.model, state, &[], &error.to_string());
             }
+        }
+        self.lanes.retain(|_, state| !state.active.is_empty());
+    }
+}
+
+/// Answers sentences of one lane with a model error and forgets them: `ids`, or every sentence
+/// of the lane when `ids` is empty (its search failed; the lane is then dropped as empty).
+/// Other lanes and waiting sentences are not touched.
+fn fail_sentences<S>(model: &str, state: &mut LaneState<S>, ids: &[u64], message: &str) {
+    let failed: Vec<u64> = if ids.is_empty() { state.active.keys().copied().collect() } else { ids.to_vec() };
+    tracing::error!(
+        model,
+        error = message,
+        sentences = failed.len(),
+        "decoding failed; those sentences are answered with the error"
+    );
+    for id in failed {
+        if let Some(active) = state.active.remove(&id) {
+            let _ = active.reply.send(Err(JobError::Model { model: model.to_owned(), message: message.to_owned() }));
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

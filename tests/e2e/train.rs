@@ -113,6 +113,24 @@ fn train_resume_and_translate_from_the_command_line() {
     // hundredth of that.
     let expected = 0.002 * (10.0f64 / 31.0).sqrt() / 100.0;
     assert!((first_lr("continued") - expected).abs() < 1e-12, "{} vs {expected}", first_lr("continued"));
+    // The mean of the two runs' weights: the most trained one's record, what was averaged, and
+    // a model that translates.
+    let text = exporter(&[
+        "average",
+        "--model",
+        &path("run/model"),
+        "--model",
+        &path("continued/model"),
+        "--out",
+        &path("mean"),
+    ]);
+    assert!(text.contains("the mean of 2 models"), "{text}");
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("mean/training.json")).unwrap()).unwrap();
+    assert_eq!(record["updates"], 50, "{record}");
+    assert_eq!(record["averaged_from"].as_array().unwrap().len(), 2, "{record}");
+    exporter(&["translate", "--model", &path("mean"), "--input", &path("in.en"), "--output", &path("mean.fr")]);
+    assert_eq!(std::fs::read_to_string(path("mean.fr")).unwrap().lines().count(), 3);
     // Another shape: refused, naming the parameter and both values, and nothing written.
     let wider = continued
         .replace("/continued\"", "/wider\"")

@@ -35,7 +35,11 @@ pub enum DecodeError<E: std::error::Error + 'static> {
     DuplicateId(u64),
     #[error("beam_size must be at least 1")]
     ZeroBeam,
+    /// Every call after a model error in `step`, `leave` or when joining rows to a running
+    /// batch: the model state may no longer match the rows, so the search stops for good.
+    #[error("an earlier model error ended this search: {0}")]
+    Failed(String),
 }
 
-#[cfg(test)]
-mod testing;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;

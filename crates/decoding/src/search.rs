@@ -53,18 +53,30 @@ struct Sentence {
 /// Decoding in progress over a model state; sentences join between steps and leave when done.
 ///
 /// Invariant: with beam size K, the rows of a sentence are K consecutive state rows.
+///
+/// A model error while the state holds the batch (a step, a leave, rows appended) ends the
+/// search: that call returns the model's error (unless some sentences had finished in that
+/// step: they are returned, being complete) and every later call [`DecodeError::Failed`] with its
+/// message; the unfinished sentences stay listed but never finish, and the caller answers them.
+/// An error while encoding newcomers changes nothing: only they failed.
 #[derive(Debug)]
 pub struct Search<S> {
     options: DecodeOptions,
     state: Option<S>,
     rows: Vec<Row>,
     sentences: HashMap<u64, Sentence>,
+    failed: Option<String>,
 }
 
 impl<S> Search<S> {
     /// A search with no sentence yet; `beam_size` 0 is refused when sentences join.
     pub fn new(options: DecodeOptions) -> Self {
-        Self { options, state: None, rows: Vec::new(), sentences: HashMap::new() }
+        Self { options, state: None, rows: Vec::new(), sentences: HashMap::new(), failed: None }
+    }
+
+    /// The model error that ended this search, if one did.
+    pub fn failure(&self) -> Option<&str> {
+        self.failed.as_deref()
     }
 
     /// No sentence is being decoded.
@@ -86,6 +98,20 @@ impl<S> Search<S> {
 type StepResult<T, M> = Result<T, DecodeError<<M as StepModel>::Error>>;
 
 impl<S> Search<S> {
+    fn check_alive<E: std::error::Error + 'static>(&self) -> Result<(), DecodeError<E>> {
+        match &self.failed {
+            Some(message) => Err(DecodeError::Failed(message.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Records `error` as the end of this search (the state is dropped) and returns it.
+    fn fail<E: std::error::Error + 'static>(&mut self, error: DecodeError<E>) -> DecodeError<E> {
+        self.state = None;
+        self.failed = Some(error.to_string());
+        error
+    }
+
     /// Encodes `sentences` (caller's id, source tokens) and adds them to the batch; they take
     /// part from the next step on.
     pub fn join<M: StepModel<State = S>>(
@@ -104,6 +130,7 @@ impl<S> Search<S> {
         sentences: Vec<(u64, Vec<u32>)>,
         max_tokens: Option<usize>,
     ) -> StepResult<(), M> {
+        self.check_alive()?;
         if self.options.beam_size == 0 {
             return Err(DecodeError::ZeroBeam);
         }
@@ -137,7 +164,11 @@ impl<S> Search<S> {
         }
         match self.state.as_mut() {
             None => self.state = Some(state),
-            Some(existing) => model.append(existing, state).map_err(DecodeError::Model)?,
+            Some(existing) => {
+                if let Err(e) = model.append(existing, state) {
+                    return Err(self.fail(DecodeError::Model(e)));
+                }
+            }
         }
         Ok(())
     }
@@ -145,13 +176,16 @@ impl<S> Search<S> {
     /// Runs one decoder step for every active row; returns the sentences that finished. Their
     /// rows are removed from the model state before this returns.
     pub fn step<M: StepModel<State = S>>(&mut self, model: &mut M) -> StepResult<Vec<Finished>, M> {
+        self.check_alive()?;
         let Some(mut state) = self.state.take() else { return Ok(Vec::new()) };
         let last: Vec<u32> = self.rows.iter().map(|r| r.tokens.last().copied().unwrap_or(EOS_ID)).collect();
-        let log_probs = model.step(&mut state, &last).map_err(DecodeError::Model)?;
+        let log_probs = match model.step(&mut state, &last) {
+            Ok(log_probs) => log_probs,
+            Err(e) => return Err(self.fail(DecodeError::Model(e))),
+        };
         let vocab = model.vocab_size();
         if log_probs.len() != self.rows.len() * vocab {
-            self.state = Some(state);
-            return Err(DecodeError::Shape { got: log_probs.len(), rows: self.rows.len(), vocab });
+            return Err(self.fail(DecodeError::Shape { got: log_probs.len(), rows: self.rows.len(), vocab }));
         }
         let rows = std::mem::take(&mut self.rows);
         let (next, keep, finished) = if self.options.beam_size == 1 {
@@ -166,8 +200,11 @@ impl<S> Search<S> {
         if self.rows.is_empty() {
             return Ok(finished); // the state, with every cache of this batch, is dropped
         }
-        if keep.len() != last.len() || keep.iter().enumerate().any(|(i, &r)| i != r) {
-            model.select(&mut state, &keep).map_err(DecodeError::Model)?;
+        let reordered = keep.len() != last.len() || keep.iter().enumerate().any(|(i, &r)| i != r);
+        if reordered && let Err(e) = model.select(&mut state, &keep) {
+            // The finished sentences are done whatever the state: the error is the others'.
+            let error = self.fail(DecodeError::Model(e));
+            return if finished.is_empty() { Err(error) } else { Ok(finished) };
         }
         self.state = Some(state);
         Ok(finished)
@@ -176,6 +213,7 @@ impl<S> Search<S> {
     /// Drops the sentences `ids` (a cancelled request, a passed deadline) and their rows from the
     /// model state; ids not being decoded are ignored. Returns how many sentences left.
     pub fn leave<M: StepModel<State = S>>(&mut self, model: &mut M, ids: &[u64]) -> StepResult<usize, M> {
+        self.check_alive()?;
         let leaving: std::collections::HashSet<u64> =
             ids.iter().copied().filter(|id| self.sentences.contains_key(id)).collect();
         if leaving.is_empty() {
@@ -188,8 +226,10 @@ impl<S> Search<S> {
         self.rows = keep.iter().map(|&r| self.rows[r].clone()).collect();
         if keep.is_empty() {
             self.state = None;
-        } else if let Some(state) = self.state.as_mut() {
-            model.select(state, &keep).map_err(DecodeError::Model)?;
+        } else if let Some(state) = self.state.as_mut()
+            && let Err(e) = model.select(state, &keep)
+        {
+            return Err(self.fail(DecodeError::Model(e)));
         }
         Ok(leaving.len())
     }
@@ -676,5 +716,58 @@ mod tests {
         assert!(matches!(search.join(&mut model, vec![(7, vec![5])]), Err(DecodeError::DuplicateId(7))));
         let mut zero = Search::new(DecodeOptions { beam_size: 0, ..Default::default() });
         assert!(matches!(zero.join(&mut model, vec![(1, vec![4])]), Err(DecodeError::ZeroBeam)));
+    }
+
+    #[test]
+    fn a_model_error_ends_the_search_and_every_later_call_reports_it() {
+        for wrong_output in [false, true] {
+            let mut model = ScriptedModel { eos_pull: -1e10, fail_after_steps: Some(2), ..ScriptedModel::new(VOCAB) };
+            if wrong_output {
+                model = ScriptedModel { fail_after_steps: None, wrong_output_len: Some(3), ..model };
+            }
+            let mut search = Search::new(DecodeOptions::default());
+            search.join(&mut model, vec![(1, vec![4, 5, 6]), (2, vec![7])]).unwrap();
+            let first = loop {
+                match search.step(&mut model) {
+                    Ok(finished) => assert!(finished.is_empty()),
+                    Err(e) => break e.to_string(),
+                }
+            };
+            let expected = if wrong_output { "model returned 3" } else { "model: scripted model failure at step" };
+            assert!(first.starts_with(expected), "{first}");
+            assert_eq!(search.failure(), Some(first.as_str()));
+            assert!(!search.is_empty(), "the unfinished sentences are still listed for the caller to answer");
+            let later = [
+                search.step(&mut model).unwrap_err(),
+                search.leave(&mut model, &[1]).unwrap_err(),
+                search.join(&mut model, vec![(3, vec![4])]).unwrap_err(),
+            ];
+            for error in later {
+                assert!(matches!(&error, DecodeError::Failed(m) if *m == first), "{error}");
+                assert!(error.to_string().contains(&first), "{error}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_failed_encoding_fails_only_the_newcomers() {
+        let sources = sources();
+        let options = DecodeOptions::default();
+        let alone = decode(&mut ScriptedModel::new(VOCAB), &sources[..4], options).unwrap();
+        let mut model = ScriptedModel { fail_encoding_token: Some(3), ..ScriptedModel::new(VOCAB) };
+        let mut search = Search::new(options);
+        search.join(&mut model, (0..4).map(|i| (i, sources[i as usize].clone())).collect()).unwrap();
+        search.step(&mut model).unwrap();
+        let err = search.join(&mut model, vec![(9, vec![5, 3])]).unwrap_err();
+        assert!(matches!(err, DecodeError::Model(_)), "{err}");
+        assert_eq!(search.failure(), None);
+        assert_eq!(search.active_sentences(), 4, "the newcomer was not added");
+        let mut out: Vec<Option<Hypothesis>> = vec![None; 4];
+        while !search.is_empty() {
+            for done in search.step(&mut model).unwrap() {
+                out[done.id as usize] = Some(done.hypothesis);
+            }
+        }
+        assert_eq!(out.into_iter().map(Option::unwrap).collect::<Vec<_>>(), alone);
     }
 }

@@ -1,12 +1,14 @@
 //! A scripted step model: each row's log-probabilities depend only on its own source and the
 //! tokens it was fed, through a hash, so any mix-up of rows by the search changes the output.
-//! It counts rows per step, so tests can see finished rows leave.
+//! It counts rows per step, so tests can see finished rows leave, and fails on request, so tests
+//! can see what a model error does. Public behind the `testing` feature for other crates' tests
+//! (the server's engine).
 
 use crate::{EOS_ID, StepModel};
 
 #[derive(Debug, thiserror::Error)]
-#[error("scripted model failure")]
-pub struct Never;
+#[error("scripted model failure at {0}")]
+pub struct ScriptedFailure(pub &'static str);
 
 #[derive(Debug, Clone)]
 pub struct FakeRow {
@@ -15,7 +17,7 @@ pub struct FakeRow {
     fed: Vec<u32>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ScriptedModel {
     pub vocab: usize,
     /// How strongly EOS is pulled as the output grows past the source length (it starts 2 below
@@ -24,6 +26,10 @@ pub struct ScriptedModel {
     pub rows_per_step: Vec<usize>,
     /// When set, `step` returns this many values instead of rows × vocab.
     pub wrong_output_len: Option<usize>,
+    /// When set, the step after this many successful ones fails.
+    pub fail_after_steps: Option<usize>,
+    /// When set, encoding a batch with a source containing this token fails.
+    pub fail_encoding_token: Option<u32>,
 }
 
 impl ScriptedModel {
@@ -40,18 +46,26 @@ fn mix(mut h: u64, x: u64) -> u64 {
 
 impl StepModel for ScriptedModel {
     type State = Vec<FakeRow>;
-    type Error = Never;
+    type Error = ScriptedFailure;
 
     fn vocab_size(&self) -> usize {
         self.vocab
     }
 
-    fn encode(&mut self, sources: &[Vec<u32>]) -> Result<Self::State, Never> {
+    fn encode(&mut self, sources: &[Vec<u32>]) -> Result<Self::State, ScriptedFailure> {
+        if let Some(token) = self.fail_encoding_token
+            && sources.iter().any(|s| s.contains(&token))
+        {
+            return Err(ScriptedFailure("encode"));
+        }
         Ok(sources.iter().map(|s| FakeRow { source: s.clone(), fed: Vec::new() }).collect())
     }
 
-    fn step(&mut self, state: &mut Self::State, last_tokens: &[u32]) -> Result<Vec<f32>, Never> {
+    fn step(&mut self, state: &mut Self::State, last_tokens: &[u32]) -> Result<Vec<f32>, ScriptedFailure> {
         assert_eq!(state.len(), last_tokens.len(), "one last token per row");
+        if self.fail_after_steps == Some(self.rows_per_step.len()) {
+            return Err(ScriptedFailure("step"));
+        }
         self.rows_per_step.push(state.len());
         let mut out = Vec::with_capacity(state.len() * self.vocab);
         for (row, &last) in state.iter_mut().zip(last_tokens) {
@@ -81,12 +95,12 @@ impl StepModel for ScriptedModel {
         })
     }
 
-    fn select(&mut self, state: &mut Self::State, rows: &[usize]) -> Result<(), Never> {
+    fn select(&mut self, state: &mut Self::State, rows: &[usize]) -> Result<(), ScriptedFailure> {
         *state = rows.iter().map(|&r| state[r].clone()).collect();
         Ok(())
     }
 
-    fn append(&mut self, state: &mut Self::State, other: Self::State) -> Result<(), Never> {
+    fn append(&mut self, state: &mut Self::State, other: Self::State) -> Result<(), ScriptedFailure> {
         state.extend(other);
         Ok(())
     }

@@ -172,6 +172,36 @@ impl Seq2Seq {
     /// difference — config parameters with both values, tensors with both shapes — is reported
     /// together and nothing is copied.
     pub fn init_from(&mut self, dir: &Path) -> Result<(), CheckpointError> {
+        let (path, stored) = self.compatible_weights(dir)?;
+        self.copy_from(&path, stored)
+    }
+
+    /// The element-wise mean of the weights of the model folders `dirs` (checkpoint averaging,
+    /// as Marian and fairseq do it: the mean of the last few checkpoints of one run usually
+    /// translates better than any of them). Each folder must describe the same network as the
+    /// first (dropout may differ); every difference is reported and nothing is built. The mean
+    /// is accumulated in fp64 whatever the stored precision.
+    pub fn average(dirs: &[&Path], device: Device) -> Result<Self, CheckpointError> {
+        let (first, rest) = dirs.split_first().ok_or_else(|| CheckpointError::Config("no model to average".into()))?;
+        let mut model = Self::load(first, device)?;
+        let mut sums: BTreeMap<String, Tensor> =
+            model.vs.variables().into_iter().map(|(name, value)| (name, value.to_kind(Kind::Double))).collect();
+        for dir in rest {
+            let (_, stored) = model.compatible_weights(dir)?;
+            for (name, value) in stored {
+                let sum = sums.get_mut(&name).expect("compatible_weights checked every name");
+                *sum += value.to_kind(Kind::Double).to(device);
+            }
+        }
+        let count = dirs.len() as f64;
+        let mean = sums.into_iter().map(|(name, sum)| (name, sum / count)).collect();
+        model.copy_from(first, mean)?;
+        Ok(model)
+    }
+
+    /// The weights of the model folder `dir` after checking that its config describes this
+    /// network (dropout may differ) and that every tensor is here with the same shape.
+    fn compatible_weights(&self, dir: &Path) -> Result<(PathBuf, BTreeMap<String, Tensor>), CheckpointError> {
         let config_path = dir.join(CONFIG_FILE);
         let text = std::fs::read_to_string(&config_path).map_err(|e| file_error(&config_path, e))?;
         let theirs: Config = serde_json::from_str(&text).map_err(|e| file_error(&config_path, e))?;
@@ -192,7 +222,7 @@ impl Seq2Seq {
         if !differences.is_empty() {
             return Err(CheckpointError::Incompatible { path: dir.to_owned(), differences });
         }
-        self.copy_from(&path, stored)
+        Ok((path, stored))
     }
 
     /// Copies `stored` into the variables after checking names and shapes.

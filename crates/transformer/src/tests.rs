@@ -232,6 +232,50 @@ fn init_from_copies_weights_whatever_the_dropout_and_names_every_difference() {
 }
 
 #[test]
+fn averaging_takes_the_mean_of_every_weight_and_refuses_another_network() {
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let models: Vec<Seq2Seq> = (0..3).map(|i| model(20 + i)).collect();
+    models[0].save(dirs[0].path()).unwrap();
+    models[1].save_with(dirs[1].path(), SaveOptions { half: false, max_shard_bytes: Some(20_000) }).unwrap();
+    let mut with_dropout = model(22);
+    with_dropout.config.dropout = 0.2;
+    with_dropout.save(dirs[2].path()).unwrap();
+    let paths: Vec<&std::path::Path> = dirs.iter().map(|d| d.path()).collect();
+
+    let mean = Seq2Seq::average(&paths, Device::Cpu).unwrap();
+    let variables = mean.vs.variables();
+    assert_eq!(variables.len(), models[0].vs.variables().len());
+    for (name, value) in &variables {
+        let expected = models.iter().map(|m| m.vs.variables()[name].to_kind(Kind::Double)).sum::<Tensor>() / 3.0;
+        let diff = (value.to_kind(Kind::Double) - &expected).abs().max().double_value(&[]);
+        assert!(diff < 1e-7, "{name}: {diff}");
+        let first = &models[0].vs.variables()[name];
+        if !first.equal(&models[1].vs.variables()[name]) {
+            assert!(!value.equal(first), "{name} is the first model's");
+        }
+    }
+    assert_eq!(mean.config, models[0].config);
+    let alone = Seq2Seq::average(&paths[..1], Device::Cpu).unwrap();
+    assert!(
+        alone.vs.variables()["encoder.embeddings.weight"].equal(&models[0].vs.variables()["encoder.embeddings.weight"])
+    );
+
+    // Another depth among them: named, with both values, and nothing is built.
+    let deeper_dir = tempfile::tempdir().unwrap();
+    let mut deeper = Config::tiny(VOCAB);
+    deeper.n_dec_layers = 3;
+    Seq2Seq::new(deeper, Device::Cpu).unwrap().save(deeper_dir.path()).unwrap();
+    let err = Seq2Seq::average(&[paths[0], deeper_dir.path(), paths[1]], Device::Cpu).unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, CheckpointError::Incompatible { .. }), "{text}");
+    assert!(
+        text.contains(&deeper_dir.path().display().to_string()) && text.contains("n_dec_layers: 3 there, 2 here"),
+        "{text}"
+    );
+    assert!(Seq2Seq::average(&[], Device::Cpu).is_err());
+}
+
+#[test]
 fn half_precision_shards_round_trip_and_replace_the_single_file() {
     let dir = tempfile::tempdir().unwrap();
     let original = model(8);

@@ -1,0 +1,79 @@
+//! `exporter average`: one model folder whose weights are the mean of several folders' (the last
+//! checkpoints of one run, as Marian's and fairseq's averaging scripts do), written like
+//! `exporter convert` writes (fp16 and shards optional) and reloaded before it reports.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use xlmc_tokenizer::Tokenizer;
+use xlmc_transformer::{SaveOptions, Seq2Seq};
+
+use crate::{cli::AverageArgs, model_dir};
+
+pub fn run(args: &AverageArgs) -> anyhow::Result<String> {
+    let (first, tokenizer) = model_dir::load(&args.model[0], tch::Device::Cpu)?;
+    drop(first);
+    for dir in &args.model[1..] {
+        let (_, other) = model_dir::load(dir, tch::Device::Cpu)?;
+        same_vocabulary(&tokenizer, &other).with_context(|| {
+            format!("--model {}: its tokenizer differs from --model {}'s", dir.display(), args.model[0].display())
+        })?;
+    }
+    let dirs: Vec<&Path> = args.model.iter().map(PathBuf::as_path).collect();
+    let model = Seq2Seq::average(&dirs, tch::Device::Cpu)?;
+    let options =
+        SaveOptions { half: args.half, max_shard_bytes: args.shard_mib.map(|mib| (mib * 1024.0 * 1024.0) as u64) };
+    model.save_with(&args.out, options).with_context(|| format!("--out {}", args.out.display()))?;
+    tokenizer.save(&args.out).with_context(|| format!("--out {}: tokenizer", args.out.display()))?;
+    if let Some(record) = averaged_record(&args.model)? {
+        record.write(&args.out)?;
+    }
+    let (reloaded, _) = model_dir::load(&args.out, tch::Device::Cpu)?;
+    Ok(format!(
+        "{}: the mean of {} models, {} parameters, {:.1} MiB of {} safetensors\n",
+        args.out.display(),
+        args.model.len(),
+        reloaded.parameters(),
+        model_dir::weight_bytes(&args.out) as f64 / (1024.0 * 1024.0),
+        if args.half { "fp16" } else { "fp32" },
+    ))
+}
+
+/// Token by token, the same vocabulary (and trimming and languages).
+fn same_vocabulary(ours: &Tokenizer, theirs: &Tokenizer) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        ours.full_vocab_size() == theirs.full_vocab_size() && ours.kept_ids() == theirs.kept_ids(),
+        "{} tokens vs {}",
+        theirs.full_vocab_size(),
+        ours.full_vocab_size()
+    );
+    anyhow::ensure!(
+        ours.languages() == theirs.languages(),
+        "languages {:?} vs {:?}",
+        theirs.languages(),
+        ours.languages()
+    );
+    let ids: Vec<u32> = (0..ours.vocab_size() as u32).collect();
+    let (a, b) = (ours.tokens(&ids), theirs.tokens(&ids));
+    if let Some(i) = (0..a.len()).find(|&i| a[i] != b[i]) {
+        anyhow::bail!("token {i} is {:?} there, {:?} here", b[i], a[i]);
+    }
+    Ok(())
+}
+
+/// The training record of the most trained model among them (the averaged weights have had no
+/// more training than that), listing what was averaged.
+fn averaged_record(dirs: &[PathBuf]) -> anyhow::Result<Option<model_dir::TrainingRecord>> {
+    let mut best: Option<model_dir::TrainingRecord> = None;
+    for dir in dirs {
+        if let Some(record) = model_dir::TrainingRecord::read(dir)?
+            && best.as_ref().is_none_or(|b| record.updates > b.updates)
+        {
+            best = Some(record);
+        }
+    }
+    Ok(best.map(|mut record| {
+        record.averaged_from = dirs.iter().map(|d| d.display().to_string()).collect();
+        record
+    }))
+}
