@@ -11,6 +11,7 @@ use xlmc_transformer::{SaveOptions, Seq2Seq};
 use crate::{cli::AverageArgs, model_dir};
 
 pub fn run(args: &AverageArgs) -> anyhow::Result<String> {
+    anyhow::ensure!(args.model.len() >= 2, "--model: give two or more model folders to average");
     let (first, tokenizer) = model_dir::load(&args.model[0], tch::Device::Cpu)?;
     drop(first);
     for dir in &args.model[1..] {

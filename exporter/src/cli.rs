@@ -417,8 +417,9 @@ pub struct ConvertArgs {
 
 #[derive(Debug, Args)]
 pub struct AverageArgs {
-    /// Model directories to average (two or more; the same network and vocabulary).
-    #[arg(long, required = true, num_args = 2.., action = clap::ArgAction::Append)]
+    /// Model directories to average (two or more, repeated or after one flag; the same network
+    /// and vocabulary).
+    #[arg(long, required = true, num_args = 1.., action = clap::ArgAction::Append)]
     pub model: Vec<PathBuf>,
     /// Model directory to write.
     #[arg(long)]

@@ -130,6 +130,12 @@ fn train_resume_and_translate_from_the_command_line() {
     assert_eq!(record["updates"], 50, "{record}");
     assert_eq!(record["averaged_from"].as_array().unwrap().len(), 2, "{record}");
     exporter(&["translate", "--model", &path("mean"), "--input", &path("in.en"), "--output", &path("mean.fr")]);
+    let out = Command::new(binary("exporter"))
+        .args(["average", "--model", &path("run/model"), "--out", &path("mean-of-one")])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--model: give two or more"), "{err}");
     assert_eq!(std::fs::read_to_string(path("mean.fr")).unwrap().lines().count(), 3);
     // Another shape: refused, naming the parameter and both values, and nothing written.
     let wider = continued
