@@ -118,21 +118,45 @@ struct Submitted {
 }
 
 impl Submitted {
-    fn translation(&self, done: Done, source_tokens: usize) -> Result<Translation, RequestError> {
-        let h = done.hypothesis;
-        Ok(Translation {
-            text: self.tokenizer.decode(&h.tokens).map_err(|e| RequestError::Internal(e.to_string()))?,
-            source_tokens: source_tokens as u32,
-            output_tokens: h.tokens.len() as u32,
-            log_prob: h.log_prob,
-            score: h.score,
-            finish_reason: match h.finish {
-                Finish::Eos => FinishReason::Eos,
-                Finish::MaxLength => FinishReason::MaxLength,
-            } as i32,
-            token_ids: if self.return_token_ids { h.tokens } else { Vec::new() },
+    /// The reply for finished sentences, detokenized on tokio's blocking pool.
+    async fn translations(&self, finished: Vec<(Done, usize)>) -> Result<Vec<Translation>, RequestError> {
+        let (tokenizer, return_token_ids) = (self.tokenizer.clone(), self.return_token_ids);
+        on_blocking_pool(move || {
+            finished
+                .into_iter()
+                .map(|(done, source_tokens)| translation(&tokenizer, return_token_ids, done, source_tokens))
+                .collect()
         })
+        .await?
     }
+}
+
+/// Tokenizing and detokenizing cost CPU in proportion to the text; they run on tokio's blocking
+/// pool so a long request never holds up the async workers (and the other requests on them).
+async fn on_blocking_pool<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, RequestError> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| RequestError::Internal(format!("tokenizer task: {e}")))
+}
+
+/// One finished sentence as the reply carries it.
+fn translation(
+    tokenizer: &Tokenizer,
+    return_token_ids: bool,
+    done: Done,
+    source_tokens: usize,
+) -> Result<Translation, RequestError> {
+    let h = done.hypothesis;
+    Ok(Translation {
+        text: tokenizer.decode(&h.tokens).map_err(|e| RequestError::Internal(e.to_string()))?,
+        source_tokens: source_tokens as u32,
+        output_tokens: h.tokens.len() as u32,
+        log_prob: h.log_prob,
+        score: h.score,
+        finish_reason: match h.finish {
+            Finish::Eos => FinishReason::Eos,
+            Finish::MaxLength => FinishReason::MaxLength,
+        } as i32,
+        token_ids: if return_token_ids { h.tokens } else { Vec::new() },
+    })
 }
 
 fn job_error(error: JobError) -> RequestError {
@@ -211,9 +235,9 @@ impl TranslatorService {
         });
     }
 
-    /// Validates, resolves model and languages, tokenizes and queues every non-empty sentence.
-    /// Errors carry the model label for metrics.
-    fn submit(
+    /// Validates, resolves model and languages, tokenizes (on the blocking pool) and queues every
+    /// non-empty sentence. Errors carry the model label for metrics.
+    async fn submit(
         &self,
         request: &TranslateRequest,
         deadline: Option<Instant>,
@@ -239,10 +263,16 @@ impl TranslatorService {
         );
         let options = request.options.unwrap_or_default();
         let lane = Lane::new(pair, options.beam_size.unwrap_or(1) as usize, options.length_penalty.unwrap_or(1.0));
+        let (sentences, encoder) = (request.sentences.clone(), tokenizer.clone());
+        let encoded = on_blocking_pool(move || {
+            sentences.iter().map(|s| encoder.encode(s).map_err(|e| e.to_string())).collect::<Vec<_>>()
+        })
+        .await
+        .map_err(named)?;
         let mut slots = Vec::with_capacity(request.sentences.len());
         let mut jobs = Vec::new();
-        for (index, sentence) in request.sentences.iter().enumerate() {
-            let source = tokenizer.encode(sentence).map_err(|e| named(RequestError::Internal(e.to_string())))?;
+        for (index, source) in encoded.into_iter().enumerate() {
+            let source = source.map_err(|e| named(RequestError::Internal(e)))?;
             if source.is_empty() {
                 let empty = Translation { finish_reason: FinishReason::EmptyInput as i32, ..Default::default() };
                 slots.push(Slot::Ready(empty));
@@ -278,26 +308,32 @@ impl TranslatorService {
         arrived: Instant,
         deadline: Option<Instant>,
     ) -> (String, Result<TranslateResponse, RequestError>) {
-        let mut submitted = match self.submit(request, deadline) {
+        let mut submitted = match self.submit(request, deadline).await {
             Ok(s) => s,
             Err((model, error)) => return (model, Err(error)),
         };
         let model = submitted.model.clone();
         let work = async {
-            let mut translations = Vec::with_capacity(submitted.slots.len());
+            let mut ready = Vec::with_capacity(submitted.slots.len());
+            let mut finished = Vec::new();
             let (mut first_join, mut last_finish) = (None::<Instant>, None::<Instant>);
             for slot in std::mem::take(&mut submitted.slots) {
                 match slot {
-                    Slot::Ready(t) => translations.push(t),
+                    Slot::Ready(t) => ready.push(Some(t)),
                     Slot::Pending { receiver, source_tokens } => {
                         let done = receiver.await.map_err(|_| RequestError::Internal("engine stopped".into()))?;
                         let done = done.map_err(job_error)?;
                         first_join = Some(first_join.map_or(done.joined, |t: Instant| t.min(done.joined)));
                         last_finish = Some(last_finish.map_or(done.finished, |t: Instant| t.max(done.finished)));
-                        translations.push(submitted.translation(done, source_tokens)?);
+                        finished.push((done, source_tokens));
+                        ready.push(None);
                     }
                 }
             }
+            // Empty inputs keep their places among the detokenized sentences.
+            let mut detokenized = submitted.translations(finished).await?.into_iter();
+            let translations: Vec<Translation> =
+                ready.into_iter().map(|t| t.or_else(|| detokenized.next()).expect("one per pending slot")).collect();
             let now = Instant::now();
             let micros = |d: Duration| d.as_micros() as u64;
             let timing = Timing {
@@ -375,7 +411,7 @@ impl Translator for TranslatorService {
                     continue;
                 }
                 let request = message.request.unwrap_or_default();
-                let mut submitted = match service.submit(&request, stream_deadline) {
+                let mut submitted = match service.submit(&request, stream_deadline).await {
                     Ok(submitted) => submitted,
                     Err((model, error)) => {
                         record("TranslateStream", model, error.code(), started);
@@ -418,7 +454,9 @@ impl Translator for TranslatorService {
                         let translation = match slot {
                             Slot::Ready(t) => Ok(t),
                             Slot::Pending { receiver, source_tokens } => match receiver.await {
-                                Ok(Ok(done)) => submitted.translation(done, source_tokens),
+                                Ok(Ok(done)) => {
+                                    submitted.translations(vec![(done, source_tokens)]).await.map(|mut t| t.remove(0))
+                                }
                                 Ok(Err(e)) => Err(job_error(e)),
                                 Err(_) => Err(RequestError::Internal("engine stopped".into())),
                             },

@@ -14,7 +14,7 @@ use xlmc_teacher_cache::{CacheError, CacheSpec, PairEntry, TeacherCache, pair_ha
 use xlmc_transformer::Seq2Seq;
 
 use crate::{
-    Pair, TrainableModel,
+    Pair, TrainError, TrainableModel,
     loss::{label_smoothed, teacher_forced},
     trainer::{BatchLoss, Objective},
 };
@@ -137,11 +137,11 @@ impl Objective for OnlineKd<'_> {
         pairs: &[(&[u32], &[u32])],
         langs: (i64, i64),
         train: bool,
-    ) -> BatchLoss {
+    ) -> Result<BatchLoss, TrainError> {
         let (logits, targets) = model.teacher_forced(pairs, langs, train);
         let teacher = self.teacher.logits(pairs, langs);
         let (loss, nll) = kd_loss(&logits, &TeacherTargets::Full(teacher), &targets, self.kd, self.label_smoothing);
-        BatchLoss { loss, nll, tokens: targets.size()[0] as usize }
+        Ok(BatchLoss { loss, nll, tokens: targets.size()[0] as usize })
     }
 }
 
@@ -208,14 +208,14 @@ impl Objective for OfflineKd<'_> {
         pairs: &[(&[u32], &[u32])],
         langs: (i64, i64),
         train: bool,
-    ) -> BatchLoss {
+    ) -> Result<BatchLoss, TrainError> {
         let (logits, targets) = model.teacher_forced(pairs, langs, train);
         let k = self.cache.spec().k as i64;
         let (mut ids, mut log_probs) = (Vec::new(), Vec::new());
         for &i in batch {
             let (source, target) = &self.pairs[i];
             // A mismatch means the cache was built for other data: never train on it.
-            let entry = self.cache.pair(i, pair_hash(source, target)).unwrap_or_else(|e| panic!("teacher cache: {e}"));
+            let entry = self.cache.pair(i, pair_hash(source, target))?;
             ids.extend(entry.ids.iter().map(|&id| i64::from(id)));
             log_probs.extend(entry.log_probs);
         }
@@ -225,7 +225,7 @@ impl Objective for OfflineKd<'_> {
             log_probs: Tensor::from_slice(&log_probs).view([-1, k]).to(device),
         };
         let (loss, nll) = kd_loss(&logits, &teacher, &targets, self.kd, self.label_smoothing);
-        BatchLoss { loss, nll, tokens: targets.size()[0] as usize }
+        Ok(BatchLoss { loss, nll, tokens: targets.size()[0] as usize })
     }
 }
 
@@ -292,23 +292,24 @@ mod tests {
         let batch = [3usize, 17, 9, 25];
         let view: Vec<(&[u32], &[u32])> =
             batch.iter().map(|&i| (pairs[i].0.as_slice(), pairs[i].1.as_slice())).collect();
-        let online = OnlineKd { teacher: TeacherView::new(&teacher), kd, label_smoothing: 0.1 }.batch_loss(
-            &student,
-            &batch,
-            &view,
-            (0, 1),
-            false,
-        );
-        let offline = OfflineKd { cache: &cache, pairs: &pairs, kd, label_smoothing: 0.1 }.batch_loss(
-            &student,
-            &batch,
-            &view,
-            (0, 1),
-            false,
-        );
+        let online = OnlineKd { teacher: TeacherView::new(&teacher), kd, label_smoothing: 0.1 }
+            .batch_loss(&student, &batch, &view, (0, 1), false)
+            .unwrap();
+        let offline = OfflineKd { cache: &cache, pairs: &pairs, kd, label_smoothing: 0.1 }
+            .batch_loss(&student, &batch, &view, (0, 1), false)
+            .unwrap();
         let (a, b) = (value(&online.loss), value(&offline.loss));
         assert!((a - b).abs() < 1e-4 * a.abs().max(1.0), "online {a} vs offline {b}");
         assert_eq!(online.tokens, offline.tokens);
+
+        // The cache over other pairs of the same count: an error naming the pair, not a panic.
+        let mut other_pairs = pairs.clone();
+        other_pairs[17].1.push(5);
+        let err = OfflineKd { cache: &cache, pairs: &other_pairs, kd, label_smoothing: 0.1 }
+            .batch_loss(&student, &batch, &view, (0, 1), false)
+            .unwrap_err();
+        assert!(matches!(err, TrainError::TeacherCache(_)), "{err}");
+        assert!(err.to_string().starts_with("teacher cache: ") && err.to_string().contains("17"), "{err}");
     }
 
     #[test]
@@ -328,8 +329,9 @@ mod tests {
         let batch: Vec<usize> = (0..pairs.len()).collect();
         let views: Vec<(&[u32], &[u32])> = pairs.iter().map(|(s, t)| (s.as_slice(), t.as_slice())).collect();
         let kd = KdConfig { temperature: 2.0, alpha: 1.0 };
-        let online =
-            OnlineKd { teacher: view(), kd, label_smoothing: 0.0 }.batch_loss(&student, &batch, &views, (0, 1), false);
+        let online = OnlineKd { teacher: view(), kd, label_smoothing: 0.0 }
+            .batch_loss(&student, &batch, &views, (0, 1), false)
+            .unwrap();
         let per_token = value(&online.loss) / online.tokens as f64;
         assert!(per_token.abs() < 1e-5, "KL per token {per_token}");
 
@@ -337,19 +339,16 @@ mod tests {
         let spec = CacheSpec { key: view().vocabulary_key(), k: kept.len(), pairs: pairs.len(), shard_pairs: 5 };
         build_cache(&view(), &pairs, &spec, dir.path(), (0, 1), 4, |_, _| {}).unwrap();
         let cache = TeacherCache::open(dir.path(), &spec).unwrap();
-        let offline = OfflineKd { cache: &cache, pairs: &pairs, kd, label_smoothing: 0.0 }.batch_loss(
-            &student,
-            &batch,
-            &views,
-            (0, 1),
-            false,
-        );
+        let offline = OfflineKd { cache: &cache, pairs: &pairs, kd, label_smoothing: 0.0 }
+            .batch_loss(&student, &batch, &views, (0, 1), false)
+            .unwrap();
         assert!(value(&offline.loss).abs() / offline.tokens as f64 <= 1e-5, "offline KL {}", value(&offline.loss));
 
         // The same check fails for a student that is not the teacher's copy.
         let other = Seq2Seq::new(student.config.clone(), tch::Device::Cpu).unwrap();
-        let loss =
-            OnlineKd { teacher: view(), kd, label_smoothing: 0.0 }.batch_loss(&other, &batch, &views, (0, 1), false);
+        let loss = OnlineKd { teacher: view(), kd, label_smoothing: 0.0 }
+            .batch_loss(&other, &batch, &views, (0, 1), false)
+            .unwrap();
         assert!(value(&loss.loss) / loss.tokens as f64 > 1e-2);
     }
 

@@ -16,8 +16,8 @@ pub mod synthetic;
 mod trainer;
 
 pub use loss::{decoder_io, label_smoothed, teacher_forced, unpad};
-pub use model::TrainableModel;
-pub use optimizer::{Adam, inverse_sqrt_lr};
+pub use model::{ModelError, TrainableModel};
+pub use optimizer::{Adam, OptimizerError, inverse_sqrt_lr};
 pub use trainer::{
     BatchLoss, GoldObjective, LOG_FILE, LogLine, MatmulPrecision, Objective, Pair, TrainConfig, TrainState, Trainer,
     has_checkpoint, read_log,
@@ -28,13 +28,23 @@ pub enum TrainError {
     #[error("{path}: {source}")]
     Io { path: std::path::PathBuf, source: std::io::Error },
     #[error("checkpoint: {0}")]
-    Checkpoint(String),
+    Checkpoint(#[source] ModelError),
+    #[error("checkpoint: {0}")]
+    Optimizer(#[from] OptimizerError),
+    #[error("checkpoint: {path}: {source}")]
+    State { path: std::path::PathBuf, source: serde_json::Error },
+    /// Dev evaluation (greedy decoding) failed.
+    #[error("evaluation: {0}")]
+    Evaluation(#[source] ModelError),
+    /// The teacher cache does not match the training pairs (built for other data, damaged).
+    #[error("teacher cache: {0}")]
+    TeacherCache(#[from] xlmc_teacher_cache::CacheError),
     /// Nothing to train on: an epoch would have no batch and the loop would never advance.
     #[error("no training pairs")]
     NoTrainingPairs,
     /// `matmul_precision` asks for something the model cannot do.
     #[error("matmul_precision: {0}")]
-    Precision(String),
+    Precision(#[source] ModelError),
 }
 
 impl TrainError {

@@ -2,7 +2,7 @@
 //! and the BiGRU student — so teachers, pruned students and BiGRU students share one trainer
 //! (checkpoints, resume, evaluation, distillation).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use tch::{Device, Tensor, nn};
 use xlmc_bigru::BiGru;
@@ -14,10 +14,29 @@ use crate::{
     loss::{decoder_io, teacher_forced, unpad},
 };
 
+/// What a [`TrainableModel`] can fail at.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error(transparent)]
+    Transformer(#[from] xlmc_transformer::CheckpointError),
+    #[error(transparent)]
+    BiGru(#[from] xlmc_bigru::CheckpointError),
+    #[error("{path}: its config differs from this run's")]
+    ConfigDiffers { path: PathBuf },
+    #[error("bf16 is implemented for the Transformer only, not the BiGRU")]
+    Bf16Unsupported,
+    #[error("greedy decoding: {0}")]
+    Decoding(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
 /// Greedy translations through the shared decoding core.
-fn greedy_tokens(mut model: impl StepModel, sources: &[Vec<u32>]) -> Vec<Vec<u32>> {
-    let hypotheses = decode(&mut model, sources, DecodeOptions::default()).expect("dev decoding");
-    hypotheses.into_iter().map(|h| h.tokens).collect()
+fn greedy_tokens<M: StepModel>(mut model: M, sources: &[Vec<u32>]) -> Result<Vec<Vec<u32>>, ModelError>
+where
+    M::Error: Send + Sync,
+{
+    let hypotheses =
+        decode(&mut model, sources, DecodeOptions::default()).map_err(|e| ModelError::Decoding(Box::new(e)))?;
+    Ok(hypotheses.into_iter().map(|h| h.tokens).collect())
 }
 
 pub trait TrainableModel {
@@ -28,16 +47,16 @@ pub trait TrainableModel {
     fn teacher_forced(&self, pairs: &[(&[u32], &[u32])], langs: (i64, i64), train: bool) -> (Tensor, Tensor);
 
     /// Greedy translations (for dev BLEU).
-    fn greedy(&self, sources: &[Vec<u32>], langs: (i64, i64)) -> Vec<Vec<u32>>;
+    fn greedy(&self, sources: &[Vec<u32>], langs: (i64, i64)) -> Result<Vec<Vec<u32>>, ModelError>;
 
     /// Writes the model's files into `dir`.
-    fn save_to(&self, dir: &Path) -> Result<(), String>;
+    fn save_to(&self, dir: &Path) -> Result<(), ModelError>;
 
     /// Loads weights written by `save_to` into this model; its config must be the same.
-    fn load_from(&mut self, dir: &Path) -> Result<(), String>;
+    fn load_from(&mut self, dir: &Path) -> Result<(), ModelError>;
 
     /// Makes the model's matrix products run in `precision` from now on.
-    fn set_matmul_precision(&mut self, precision: MatmulPrecision) -> Result<(), String>;
+    fn set_matmul_precision(&mut self, precision: MatmulPrecision) -> Result<(), ModelError>;
 
     fn device(&self) -> Device {
         self.var_store().device()
@@ -53,24 +72,24 @@ impl TrainableModel for Seq2Seq {
         teacher_forced(self, pairs, s, t, train)
     }
 
-    fn greedy(&self, sources: &[Vec<u32>], (s, t): (i64, i64)) -> Vec<Vec<u32>> {
+    fn greedy(&self, sources: &[Vec<u32>], (s, t): (i64, i64)) -> Result<Vec<Vec<u32>>, ModelError> {
         greedy_tokens(self.translator(s, t), sources)
     }
 
-    fn save_to(&self, dir: &Path) -> Result<(), String> {
-        self.save(dir).map_err(|e| e.to_string())
+    fn save_to(&self, dir: &Path) -> Result<(), ModelError> {
+        Ok(self.save(dir)?)
     }
 
-    fn load_from(&mut self, dir: &Path) -> Result<(), String> {
-        let loaded = Seq2Seq::load(dir, self.vs.device()).map_err(|e| e.to_string())?;
+    fn load_from(&mut self, dir: &Path) -> Result<(), ModelError> {
+        let loaded = Seq2Seq::load(dir, self.vs.device())?;
         if loaded.config != self.config {
-            return Err(format!("{}: its config differs from this run's", dir.display()));
+            return Err(ModelError::ConfigDiffers { path: dir.to_owned() });
         }
         let stored = loaded.vs.variables().into_iter().collect();
-        self.copy_from(dir, stored).map_err(|e| e.to_string())
+        Ok(self.copy_from(dir, stored)?)
     }
 
-    fn set_matmul_precision(&mut self, precision: MatmulPrecision) -> Result<(), String> {
+    fn set_matmul_precision(&mut self, precision: MatmulPrecision) -> Result<(), ModelError> {
         self.set_matmul_kind(match precision {
             MatmulPrecision::Fp32 => tch::Kind::Float,
             MatmulPrecision::Bf16 => tch::Kind::BFloat16,
@@ -95,26 +114,26 @@ impl TrainableModel for BiGru {
         unpad(&logits, &output, &mask)
     }
 
-    fn greedy(&self, sources: &[Vec<u32>], (s, t): (i64, i64)) -> Vec<Vec<u32>> {
+    fn greedy(&self, sources: &[Vec<u32>], (s, t): (i64, i64)) -> Result<Vec<Vec<u32>>, ModelError> {
         greedy_tokens(self.translator(s, t), sources)
     }
 
-    fn save_to(&self, dir: &Path) -> Result<(), String> {
-        self.save(dir).map_err(|e| e.to_string())
+    fn save_to(&self, dir: &Path) -> Result<(), ModelError> {
+        Ok(self.save(dir)?)
     }
 
-    fn load_from(&mut self, dir: &Path) -> Result<(), String> {
-        let loaded = BiGru::load(dir, self.vs.device()).map_err(|e| e.to_string())?;
+    fn load_from(&mut self, dir: &Path) -> Result<(), ModelError> {
+        let loaded = BiGru::load(dir, self.vs.device())?;
         if loaded.config != self.config {
-            return Err(format!("{}: its config differs from this run's", dir.display()));
+            return Err(ModelError::ConfigDiffers { path: dir.to_owned() });
         }
-        self.load_weights(dir).map_err(|e| e.to_string())
+        Ok(self.load_weights(dir)?)
     }
 
-    fn set_matmul_precision(&mut self, precision: MatmulPrecision) -> Result<(), String> {
+    fn set_matmul_precision(&mut self, precision: MatmulPrecision) -> Result<(), ModelError> {
         match precision {
             MatmulPrecision::Fp32 => Ok(()),
-            MatmulPrecision::Bf16 => Err("bf16 is implemented for the Transformer only, not the BiGRU".into()),
+            MatmulPrecision::Bf16 => Err(ModelError::Bf16Unsupported),
         }
     }
 }

@@ -85,24 +85,32 @@ impl Adam {
     }
 
     /// Writes the moments and step as safetensors.
-    pub fn save(&self, path: &Path) -> Result<(), tch::TchError> {
+    pub fn save(&self, path: &Path) -> Result<(), OptimizerError> {
         let mut named: Vec<(String, Tensor)> = Vec::new();
         for ((name, _), (m, v)) in self.params.iter().zip(self.m.iter().zip(&self.v)) {
             named.push((format!("m.{name}"), m.shallow_clone()));
             named.push((format!("v.{name}"), v.shallow_clone()));
         }
         named.push(("step".into(), Tensor::from_slice(&[self.step])));
-        Tensor::write_safetensors(&named, path)
+        Tensor::write_safetensors(&named, path).map_err(|source| OptimizerError::File { path: path.to_owned(), source })
     }
 
     /// Restores what [`Adam::save`] wrote; every moment must be present with its shape.
-    pub fn load(&mut self, path: &Path) -> Result<(), String> {
-        let stored: BTreeMap<String, Tensor> =
-            Tensor::read_safetensors(path).map_err(|e| format!("{}: {e}", path.display()))?.into_iter().collect();
-        let get = |key: String, like: &Tensor| -> Result<Tensor, String> {
-            let t = stored.get(&key).ok_or_else(|| format!("{}: missing {key}", path.display()))?;
+    pub fn load(&mut self, path: &Path) -> Result<(), OptimizerError> {
+        let stored: BTreeMap<String, Tensor> = Tensor::read_safetensors(path)
+            .map_err(|source| OptimizerError::File { path: path.to_owned(), source })?
+            .into_iter()
+            .collect();
+        let get = |key: String, like: &Tensor| -> Result<Tensor, OptimizerError> {
+            let t =
+                stored.get(&key).ok_or_else(|| OptimizerError::Missing { path: path.to_owned(), key: key.clone() })?;
             if t.size() != like.size() {
-                return Err(format!("{}: {key} has shape {:?}, expected {:?}", path.display(), t.size(), like.size()));
+                return Err(OptimizerError::Shape {
+                    path: path.to_owned(),
+                    key,
+                    found: t.size(),
+                    expected: like.size(),
+                });
             }
             Ok(t.to_device(like.device()))
         };
@@ -112,10 +120,24 @@ impl Adam {
             m.push(get(format!("m.{name}"), old_m)?);
             v.push(get(format!("v.{name}"), old_v)?);
         }
-        let step = stored.get("step").ok_or_else(|| format!("{}: missing step", path.display()))?.int64_value(&[0]);
+        let step = stored
+            .get("step")
+            .ok_or_else(|| OptimizerError::Missing { path: path.to_owned(), key: "step".into() })?
+            .int64_value(&[0]);
         (self.m, self.v, self.step) = (m, v, step);
         Ok(())
     }
+}
+
+/// Reading or writing the optimizer's state file.
+#[derive(Debug, thiserror::Error)]
+pub enum OptimizerError {
+    #[error("{path}: {source}")]
+    File { path: std::path::PathBuf, source: tch::TchError },
+    #[error("{path}: missing {key}")]
+    Missing { path: std::path::PathBuf, key: String },
+    #[error("{path}: {key} has shape {found:?}, expected {expected:?}")]
+    Shape { path: std::path::PathBuf, key: String, found: Vec<i64>, expected: Vec<i64> },
 }
 
 #[cfg(test)]

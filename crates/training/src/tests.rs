@@ -133,11 +133,11 @@ fn pruned_and_distilled_student_keeps_95_percent_and_bigru_90_percent_of_the_tea
         dev: &dev,
     };
     trainer.run(&mut teacher, &detokenize, |_| {}).unwrap();
-    let (_, teacher_bleu) = trainer.evaluate(&teacher, &detokenize);
+    let (_, teacher_bleu) = trainer.evaluate(&teacher, &detokenize).unwrap();
 
     // Half the layers on each side, then word-level KD from the teacher.
     let mut student = teacher.prune(&[1], &[1]).unwrap();
-    let (_, pruned_bleu) = trainer.evaluate(&student, &detokenize);
+    let (_, pruned_bleu) = trainer.evaluate(&student, &detokenize).unwrap();
     let student_dir = tempfile::tempdir().unwrap();
     let distiller = Trainer {
         config: TrainConfig { checkpoint_every: 1000, warmup_updates: 20, ..train_config(200) },
@@ -151,7 +151,7 @@ fn pruned_and_distilled_student_keeps_95_percent_and_bigru_90_percent_of_the_tea
         label_smoothing: 0.1,
     };
     distiller.run_with(&mut student, &mut kd, &detokenize, |_| {}).unwrap();
-    let (_, student_bleu) = distiller.evaluate(&student, &detokenize);
+    let (_, student_bleu) = distiller.evaluate(&student, &detokenize).unwrap();
     assert!(teacher_bleu >= 95.0, "teacher {teacher_bleu}");
     assert!(
         student_bleu >= 0.95 * teacher_bleu,
@@ -173,7 +173,7 @@ fn pruned_and_distilled_student_keeps_95_percent_and_bigru_90_percent_of_the_tea
         dev: &dev,
     };
     bigru_trainer.run_with(&mut bigru, &mut kd, &detokenize, |_| {}).unwrap();
-    let (_, bigru_bleu) = bigru_trainer.evaluate(&bigru, &detokenize);
+    let (_, bigru_bleu) = bigru_trainer.evaluate(&bigru, &detokenize).unwrap();
     assert!(bigru_bleu >= 0.90 * teacher_bleu, "BiGRU {bigru_bleu} vs teacher {teacher_bleu}");
 }
 

@@ -35,7 +35,7 @@ pub trait Objective {
         pairs: &[(&[u32], &[u32])],
         langs: (i64, i64),
         train: bool,
-    ) -> BatchLoss;
+    ) -> Result<BatchLoss, TrainError>;
 }
 
 /// Label-smoothed cross-entropy against the gold targets.
@@ -52,10 +52,10 @@ impl Objective for GoldObjective {
         pairs: &[(&[u32], &[u32])],
         langs: (i64, i64),
         train: bool,
-    ) -> BatchLoss {
+    ) -> Result<BatchLoss, TrainError> {
         let (logits, targets) = model.teacher_forced(pairs, langs, train);
         let (loss, nll) = label_smoothed(&logits, &targets, self.label_smoothing);
-        BatchLoss { loss, nll, tokens: targets.size()[0] as usize }
+        Ok(BatchLoss { loss, nll, tokens: targets.size()[0] as usize })
     }
 }
 
@@ -245,7 +245,7 @@ impl Trainer<'_> {
                 let pairs: Vec<(&[u32], &[u32])> =
                     batch.iter().map(|&i| (self.train[i].0.as_slice(), self.train[i].1.as_slice())).collect();
                 let langs = (self.config.source_lang, self.config.target_lang);
-                let BatchLoss { loss, nll, tokens: n } = objective.batch_loss(&*model, batch, &pairs, langs, true);
+                let BatchLoss { loss, nll, tokens: n } = objective.batch_loss(&*model, batch, &pairs, langs, true)?;
                 // Per-token mean over the whole update, whatever the batch split.
                 loss_sum += loss.double_value(&[]);
                 (loss / (n * self.config.accumulate) as f64).backward();
@@ -270,7 +270,7 @@ impl Trainer<'_> {
             };
             let last = state.update == self.config.max_updates || out_of_time();
             if last || state.update % self.config.eval_every.max(1) == 0 {
-                let (valid_nll, bleu) = self.evaluate(model, detokenize);
+                let (valid_nll, bleu) = self.evaluate(model, detokenize)?;
                 line.valid_nll = Some(valid_nll);
                 line.dev_bleu = Some(bleu);
                 state.best_dev_bleu = Some(state.best_dev_bleu.map_or(bleu, |b| b.max(bleu)));
@@ -288,9 +288,9 @@ impl Trainer<'_> {
     }
 
     /// Mean per-token NLL on dev (no dropout) and greedy dev BLEU.
-    pub fn evaluate(&self, model: &dyn TrainableModel, detokenize: Detokenize<'_>) -> (f64, f64) {
+    pub fn evaluate(&self, model: &dyn TrainableModel, detokenize: Detokenize<'_>) -> Result<(f64, f64), TrainError> {
         if self.dev.is_empty() {
-            return (f64::NAN, 0.0);
+            return Ok((f64::NAN, 0.0));
         }
         let (mut nll_sum, mut tokens) = (0.0, 0usize);
         tch::no_grad(|| {
@@ -303,11 +303,14 @@ impl Trainer<'_> {
             }
         });
         let sources: Vec<Vec<u32>> = self.dev.iter().map(|(s, _)| s.clone()).collect();
-        let hypotheses: Vec<String> =
-            sources.chunks(64).flat_map(|chunk| model.greedy(chunk, self.langs())).map(|h| detokenize(&h)).collect();
+        let mut hypotheses = Vec::with_capacity(sources.len());
+        for chunk in sources.chunks(64) {
+            let tokens = model.greedy(chunk, self.langs()).map_err(TrainError::Evaluation)?;
+            hypotheses.extend(tokens.iter().map(|h| detokenize(h)));
+        }
         let references: Vec<String> = self.dev.iter().map(|(_, t)| detokenize(t)).collect();
         let bleu = xlmc_scoring::corpus_bleu(&hypotheses, &references).map(|b| b.score).unwrap_or(0.0);
-        (nll_sum / tokens.max(1) as f64, bleu)
+        Ok((nll_sum / tokens.max(1) as f64, bleu))
     }
 
     fn append_log(&self, line: &LogLine) -> Result<(), TrainError> {
@@ -335,7 +338,7 @@ impl Trainer<'_> {
             }
         }
         model.save_to(&tmp).map_err(TrainError::Checkpoint)?;
-        optimizer.save(&tmp.join(OPTIMIZER_FILE)).map_err(|e| TrainError::Checkpoint(e.to_string()))?;
+        optimizer.save(&tmp.join(OPTIMIZER_FILE))?;
         let json = serde_json::to_string_pretty(state).expect("state serialises");
         xlmc_atomic_file::write(&tmp.join(STATE_FILE), json.as_bytes()).map_err(|e| TrainError::io(&tmp, e))?;
         if current.exists() {
@@ -356,11 +359,10 @@ impl Trainer<'_> {
             return Ok(TrainState { schedule_offset: self.config.schedule_offset, ..TrainState::default() });
         };
         model.load_from(&dir).map_err(TrainError::Checkpoint)?;
-        optimizer.load(&dir.join(OPTIMIZER_FILE)).map_err(TrainError::Checkpoint)?;
+        optimizer.load(&dir.join(OPTIMIZER_FILE))?;
         let path = dir.join(STATE_FILE);
         let text = std::fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
-        let state: TrainState =
-            serde_json::from_str(&text).map_err(|e| TrainError::Checkpoint(format!("{}: {e}", path.display())))?;
+        let state: TrainState = serde_json::from_str(&text).map_err(|source| TrainError::State { path, source })?;
         self.truncate_log(state.update)?;
         Ok(state)
     }
