@@ -90,7 +90,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         backends.push(Backend {
             label: "libtorch".into(),
             mib: None,
-            decode: Box::new(move |chunk| model.decode(chunk, (0, 1), options)),
+            decode: Box::new(move |chunk| Ok(model.decode(chunk, (0, 1), options)?)),
             outputs: Vec::new(),
         });
     }

@@ -21,7 +21,7 @@ use xlmc_training::{
 use crate::{
     cli::{Arch, CacheArgs, DistillArgs},
     model_dir,
-    model_dir::AnyModel,
+    model_dir::{AnyModel, Trainable},
     torch_device,
     train::{TrainingData, progress_bar, with_overrides, write_curves},
 };
@@ -326,7 +326,7 @@ fn write_kd_record(out: &Path, kd: KdConfig, mode: &str, top_k: usize, args: &Di
     let record = serde_json::json!({
         "teacher": args.teacher,
         "student_init": args.student,
-        "arch": args.arch.map(|_| "bigru"),
+        "arch": args.arch.map(|_| xlmc_bundle::Architecture::BiGru.name()),
         "mode": mode,
         "top_k": (mode == "offline").then_some(top_k),
         "temperature": kd.temperature,

@@ -156,7 +156,7 @@ pub fn verify(args: &VerifyArgs) -> anyhow::Result<String> {
          greedy: {same}/{} translations identical\n",
         batch.len(),
         args.steps,
-        if model.architecture() == "transformer" { " with KV cache" } else { "" },
+        if model.architecture() == xlmc_bundle::Architecture::Transformer { " with KV cache" } else { "" },
         sources.len()
     );
     ensure!(

@@ -1,87 +1,29 @@
 //! A model directory: `config.json` + weights (xlmc-transformer's Seq2Seq, or xlmc-bigru's
 //! BiGRU when `config.json` says `"architecture": "bigru"`) and the tokenizer files
-//! (xlmc-tokenizer) side by side — what `train`/`distill` write and `translate` reads.
+//! (xlmc-tokenizer) side by side — what `train`/`distill` write and `translate` reads. Loading is
+//! xlmc-model-folder's (the server's libtorch backend loads through it too); writing and the
+//! training record are here.
 
 use std::path::Path;
 
 use anyhow::Context;
-use xlmc_bigru::BiGru;
-use xlmc_decoding::{DecodeOptions, Hypothesis, decode};
+pub use xlmc_model_folder::{AnyModel, load, load_any};
 use xlmc_tokenizer::Tokenizer;
 use xlmc_training::TrainableModel;
 use xlmc_transformer::Seq2Seq;
 
-/// Either architecture, for the commands that take any model (translate, bench, distill's student).
-#[derive(Debug)]
-pub enum AnyModel {
-    Transformer(Box<Seq2Seq>),
-    BiGru(Box<BiGru>),
+/// Any model as the trainer sees it.
+pub trait Trainable {
+    fn trainable(&mut self) -> &mut dyn TrainableModel;
 }
 
-impl AnyModel {
-    pub fn parameters(&self) -> i64 {
-        match self {
-            AnyModel::Transformer(m) => m.parameters(),
-            AnyModel::BiGru(m) => m.parameters(),
-        }
-    }
-
-    pub fn n_words(&self) -> i64 {
-        match self {
-            AnyModel::Transformer(m) => m.config.n_words,
-            AnyModel::BiGru(m) => m.config.n_words,
-        }
-    }
-
-    pub fn architecture(&self) -> &'static str {
-        match self {
-            AnyModel::Transformer(_) => "transformer",
-            AnyModel::BiGru(_) => "bigru",
-        }
-    }
-
-    pub fn trainable(&mut self) -> &mut dyn TrainableModel {
+impl Trainable for AnyModel {
+    fn trainable(&mut self) -> &mut dyn TrainableModel {
         match self {
             AnyModel::Transformer(m) => m.as_mut(),
             AnyModel::BiGru(m) => m.as_mut(),
         }
     }
-
-    /// Batched decoding through the shared core, whatever the architecture.
-    pub fn decode(
-        &self,
-        sources: &[Vec<u32>],
-        (source, target): (i64, i64),
-        options: DecodeOptions,
-    ) -> anyhow::Result<Vec<Hypothesis>> {
-        Ok(match self {
-            AnyModel::Transformer(m) => decode(&mut m.translator(source, target), sources, options)?,
-            AnyModel::BiGru(m) => decode(&mut m.translator(source, target), sources, options)?,
-        })
-    }
-}
-
-/// Loads a model directory of either architecture.
-pub fn load_any(dir: &Path, device: tch::Device) -> anyhow::Result<(AnyModel, Tokenizer)> {
-    if !BiGru::is_saved_in(dir) {
-        let (model, tokenizer) = load(dir, device)?;
-        return Ok((AnyModel::Transformer(Box::new(model)), tokenizer));
-    }
-    let model = BiGru::load(dir, device).with_context(|| format!("--model {}", dir.display()))?;
-    let tokenizer = load_tokenizer(dir, model.config.n_words)?;
-    Ok((AnyModel::BiGru(Box::new(model)), tokenizer))
-}
-
-fn load_tokenizer(dir: &Path, n_words: i64) -> anyhow::Result<Tokenizer> {
-    let tokenizer = Tokenizer::load(dir).with_context(|| format!("--model {}: tokenizer", dir.display()))?;
-    anyhow::ensure!(
-        tokenizer.vocab_size() as i64 == n_words,
-        "--model {}: tokenizer has {} tokens but the model {}",
-        dir.display(),
-        tokenizer.vocab_size(),
-        n_words
-    );
-    Ok(tokenizer)
 }
 
 /// Writes any model and its tokenizer into `dir`.
@@ -191,16 +133,4 @@ pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::
 pub(crate) fn write_json(path: &Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
     let json = serde_json::to_string_pretty(value).expect("serialises to JSON");
     xlmc_atomic_file::write(path, json.as_bytes()).with_context(|| format!("{}", path.display()))
-}
-
-/// Loads a Transformer model directory (teachers, pruned students).
-pub fn load(dir: &Path, device: tch::Device) -> anyhow::Result<(Seq2Seq, Tokenizer)> {
-    anyhow::ensure!(
-        !BiGru::is_saved_in(dir),
-        "{} holds a BiGRU model; this needs a Transformer (XLM) model",
-        dir.display()
-    );
-    let model = Seq2Seq::load(dir, device).with_context(|| format!("--model {}", dir.display()))?;
-    let tokenizer = load_tokenizer(dir, model.config.n_words)?;
-    Ok((model, tokenizer))
 }

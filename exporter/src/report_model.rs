@@ -104,16 +104,16 @@ pub fn run(path: &Path, args: &MeasureOptions) -> anyhow::Result<Measurement> {
         let langs = language_ids(&tokenizer, Some(&args.source_lang), Some(&args.target_lang))?;
         let parameters = stored_weights(path)?;
         let (architecture, precision) =
-            (bundle.manifest.architecture.clone(), bundle.manifest.export.precision.clone());
+            (bundle.manifest.architecture.to_string(), bundle.manifest.export.precision.clone());
         let decode: Decoder = Box::new(move |chunk| Ok(ort.decode(chunk, langs, options)?));
         (decode, tokenizer, "onnxruntime", architecture, precision, parameters)
     } else {
         let (model, tokenizer) = model_dir::load_any(path, torch_device::select(args.device)?)?;
         torch = model;
         let langs = language_ids(&tokenizer, Some(&args.source_lang), Some(&args.target_lang))?;
-        let architecture = torch.architecture().to_owned();
+        let architecture = torch.architecture().to_string();
         let parameters = torch.parameters() as u64;
-        let decode: Decoder = Box::new(move |chunk| torch.decode(chunk, langs, options));
+        let decode: Decoder = Box::new(move |chunk| Ok(torch.decode(chunk, langs, options)?));
         (decode, tokenizer, "libtorch", architecture, "fp32".to_owned(), parameters)
     };
     let vocabulary = xlmc_atomic_file::sha256_file(&path.join("tokenizer.json")).unwrap_or_default();

@@ -47,7 +47,7 @@ pub fn run(args: &TranslateArgs) -> anyhow::Result<()> {
             let device = torch_device::select(args.device)?;
             let (model, tokenizer) = model_dir::load_any(dir, device)?;
             let langs = language_ids(&tokenizer, args.source_lang.as_deref(), args.target_lang.as_deref())?;
-            translate_lines(&tokenizer, &lines, args.batch_size, |sources| model.decode(sources, langs, options))?
+            translate_lines(&tokenizer, &lines, args.batch_size, |sources| Ok(model.decode(sources, langs, options)?))?
         }
         (None, Some(dir)) => {
             let (bundle, tokenizer) = crate::export::open_bundle(dir)?;

@@ -15,9 +15,6 @@ use crate::{
     stats::LiveStats,
 };
 
-/// What marks a libtorch model folder (served by the `torch` feature's backend).
-const MODEL_CONFIG_FILE: &str = "config.json";
-
 /// One served model.
 #[derive(Debug)]
 pub struct ServedModel {
@@ -68,7 +65,10 @@ impl Registry {
             .map_err(|e| anyhow::anyhow!("--models {}: {e}", dir.display()))?
             .filter_map(Result::ok)
             .map(|e| e.path())
-            .filter(|p| p.join(xlmc_bundle::MANIFEST_FILE).is_file() || p.join(MODEL_CONFIG_FILE).is_file())
+            .filter(|p| {
+                // A bundle, or a model folder (served by the `torch` feature's backend).
+                p.join(xlmc_bundle::MANIFEST_FILE).is_file() || p.join(xlmc_bundle::contract::CONFIG_FILE).is_file()
+            })
             .collect();
         folders.sort();
         let mut registry = Registry::default();
@@ -173,7 +173,7 @@ impl Registry {
 fn load_model_folder(name: &str, folder: &Path, options: &LoadOptions) -> anyhow::Result<ServedModel> {
     let loaded = crate::torch_backend::load(name, folder, options.session.cuda, options.batch)?;
     let info = ModelInfo {
-        architecture: loaded.architecture.to_owned(),
+        architecture: loaded.architecture.to_string(),
         languages: loaded.tokenizer.languages().to_vec(),
         parameters: loaded.parameters,
         bundle_bytes: xlmc_bundle::folder_bytes(folder),
@@ -205,11 +205,11 @@ fn load_one(name: &str, folder: &Path, options: &LoadOptions) -> anyhow::Result<
         OrtModel::Transformer(m) => engine::spawn(name, *m, options.batch)?,
         OrtModel::BiGru(m) => engine::spawn(name, *m, options.batch)?,
     };
-    let graphs = [xlmc_runtime::ENCODER_FILE, xlmc_runtime::DECODER_FILE];
+    let graphs = [xlmc_bundle::contract::ENCODER_GRAPH, xlmc_bundle::contract::DECODER_GRAPH];
     let parameters = graphs.iter().map(|f| xlmc_onnx::stored_values(&bundle.file(f))).sum::<Result<u64, _>>()?;
     let info = ModelInfo {
         parameters,
-        architecture: bundle.manifest.architecture.clone(),
+        architecture: bundle.manifest.architecture.to_string(),
         languages: bundle.manifest.languages.clone(),
         bundle_bytes: bundle.manifest.files.values().map(|f| f.bytes).sum(),
         backend: "onnxruntime".into(),

@@ -7,6 +7,8 @@ use std::path::Path;
 
 use anyhow::Context;
 use xlmc_bigru::BiGru;
+use xlmc_bundle::Architecture;
+use xlmc_model_folder::AnyModel;
 use xlmc_tokenizer::Tokenizer;
 use xlmc_transformer::Seq2Seq;
 
@@ -35,7 +37,7 @@ impl Backend for BiGru {
 pub struct Loaded {
     pub tokenizer: Tokenizer,
     pub engine: EngineHandle,
-    pub architecture: &'static str,
+    pub architecture: Architecture,
     /// `cpu` or `cuda:N`.
     pub device: String,
     pub parameters: u64,
@@ -48,25 +50,12 @@ pub fn load(name: &str, dir: &Path, cuda: bool, limits: BatchLimits) -> anyhow::
         tch::Device::Cuda(i) => format!("cuda:{i}"),
         _ => "cpu".to_owned(),
     };
-    let tokenizer = Tokenizer::load(dir)?;
-    let same_vocabulary = |n_words: i64| {
-        anyhow::ensure!(
-            tokenizer.vocab_size() as i64 == n_words,
-            "tokenizer has {} tokens but the model {n_words}",
-            tokenizer.vocab_size()
-        );
-        Ok(())
-    };
-    let (engine, architecture, parameters) = if BiGru::is_saved_in(dir) {
-        let model = BiGru::load(dir, device)?;
-        same_vocabulary(model.config.n_words)?;
-        let parameters = model.parameters() as u64;
-        (engine::spawn(name, model, limits)?, "bigru", parameters)
-    } else {
-        let model = Seq2Seq::load(dir, device)?;
-        same_vocabulary(model.config.n_words)?;
-        let parameters = model.parameters() as u64;
-        (engine::spawn(name, model, limits)?, "transformer", parameters)
+    // The loader `exporter` uses: the same folders are accepted and refused the same way.
+    let (model, tokenizer) = xlmc_model_folder::load_any(dir, device)?;
+    let (architecture, parameters) = (model.architecture(), model.parameters() as u64);
+    let engine = match model {
+        AnyModel::Transformer(model) => engine::spawn(name, *model, limits)?,
+        AnyModel::BiGru(model) => engine::spawn(name, *model, limits)?,
     };
     Ok(Loaded { tokenizer, engine, architecture, device: device_name, parameters })
 }

@@ -27,10 +27,10 @@ use xlmc_decoding::{StepModel, xlm_source_layout};
 mod onnx;
 pub use onnx::{DECODER_FILE, ENCODER_FILE, OnnxGraphs};
 
-pub const CONFIG_FILE: &str = "config.json";
-pub const WEIGHTS_FILE: &str = "model.safetensors";
+use xlmc_bundle::contract::Architecture;
+pub use xlmc_bundle::contract::{CONFIG_FILE, WEIGHTS_FILE};
 /// `config.json`'s `architecture` for this model (Transformer configs have none).
-pub const ARCHITECTURE: &str = "bigru";
+pub const ARCHITECTURE: Architecture = Architecture::BiGru;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
@@ -46,7 +46,7 @@ fn file_error(path: &Path, detail: impl ToString) -> CheckpointError {
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct SavedConfig {
-    architecture: String,
+    architecture: Architecture,
     #[serde(flatten)]
     config: Config,
 }
@@ -200,7 +200,7 @@ impl BiGru {
     /// Writes `config.json` (with `"architecture": "bigru"`) and `model.safetensors`, atomically.
     pub fn save(&self, dir: &Path) -> Result<(), CheckpointError> {
         std::fs::create_dir_all(dir).map_err(|e| file_error(dir, e))?;
-        let saved = SavedConfig { architecture: ARCHITECTURE.into(), config: self.config.clone() };
+        let saved = SavedConfig { architecture: ARCHITECTURE, config: self.config.clone() };
         let config_path = dir.join(CONFIG_FILE);
         let json = serde_json::to_string_pretty(&saved).expect("config serialises");
         xlmc_atomic_file::write(&config_path, json.as_bytes()).map_err(|e| file_error(&config_path, e))?;
@@ -216,7 +216,7 @@ impl BiGru {
         std::fs::read_to_string(dir.join(CONFIG_FILE))
             .ok()
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .is_some_and(|v| v.get("architecture").and_then(|a| a.as_str()) == Some(ARCHITECTURE))
+            .is_some_and(|v| xlmc_bundle::contract::folder_architecture(&v) == Ok(ARCHITECTURE))
     }
 
     /// Reads a model saved by [`BiGru::save`]; every name and shape is checked before copying.
@@ -227,7 +227,7 @@ impl BiGru {
         if saved.architecture != ARCHITECTURE {
             return Err(file_error(
                 &config_path,
-                format!("architecture {:?}, not {ARCHITECTURE:?}", saved.architecture),
+                format!("architecture `{}`, not `{ARCHITECTURE}`", saved.architecture),
             ));
         }
         let mut model = Self::new(saved.config, device);

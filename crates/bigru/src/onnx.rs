@@ -18,8 +18,8 @@ use xlmc_onnx::{Dim, ElemType, Emitter, Model, OnnxError, Precision, WeightData,
 
 use crate::BiGru;
 
-pub const ENCODER_FILE: &str = "encoder.onnx";
-pub const DECODER_FILE: &str = "decoder.onnx";
+use xlmc_bundle::contract::graph;
+pub use xlmc_bundle::contract::{DECODER_GRAPH as DECODER_FILE, ENCODER_GRAPH as ENCODER_FILE};
 
 /// The two graphs of an exported BiGRU.
 #[derive(Debug)]
@@ -88,9 +88,9 @@ impl BiGru {
     fn encoder_graph(&self, e: &mut Emitter) -> Result<(), OnnxError> {
         let (batch, len) = (Dim::symbolic("batch"), Dim::symbolic("src_len"));
         let hidden = self.config.hidden;
-        let tokens = e.g.input("tokens", ElemType::I64, &[batch.clone(), len.clone()])?;
-        let lengths = e.g.input("lengths", ElemType::I64, std::slice::from_ref(&batch))?;
-        let lang = e.g.input("lang", ElemType::I64, &[Dim::fixed(1)])?;
+        let tokens = e.g.input(graph::TOKENS, ElemType::I64, &[batch.clone(), len.clone()])?;
+        let lengths = e.g.input(graph::LENGTHS, ElemType::I64, std::slice::from_ref(&batch))?;
+        let lang = e.g.input(graph::LANG, ElemType::I64, &[Dim::fixed(1)])?;
 
         let shape = e.op("Shape", &[&tokens])?;
         let one = e.const_i64(&[], &[1])?;
@@ -136,22 +136,22 @@ impl BiGru {
         let keys = e.matmul_weight_t(&encoded, "decoder.attention.weight")?;
 
         let d = Dim::fixed(2 * hidden);
-        e.float_output(&encoded, "encoded", &[batch.clone(), len.clone(), d.clone()])?;
-        e.float_output(&keys, "keys", &[batch.clone(), len.clone(), d.clone()])?;
-        e.g.output(&mask, "source_mask", ElemType::Bool, &[batch.clone(), len])?;
-        e.float_output(&h, "h", &[batch, d])?;
+        e.float_output(&encoded, graph::ENCODED, &[batch.clone(), len.clone(), d.clone()])?;
+        e.float_output(&keys, graph::KEYS, &[batch.clone(), len.clone(), d.clone()])?;
+        e.g.output(&mask, graph::SOURCE_MASK, ElemType::Bool, &[batch.clone(), len])?;
+        e.float_output(&h, graph::HIDDEN, &[batch, d])?;
         Ok(())
     }
 
     fn decoder_graph(&self, e: &mut Emitter) -> Result<(), OnnxError> {
         let (rows, len) = (Dim::symbolic("batch"), Dim::symbolic("src_len"));
         let d = 2 * self.config.hidden;
-        let tokens = e.g.input("tokens", ElemType::I64, std::slice::from_ref(&rows))?;
-        let lang = e.g.input("lang", ElemType::I64, &[Dim::fixed(1)])?;
-        let h = e.float_input("h", &[rows.clone(), Dim::fixed(d)])?;
-        let encoded = e.float_input("encoded", &[rows.clone(), len.clone(), Dim::fixed(d)])?;
-        let keys = e.float_input("keys", &[rows.clone(), len.clone(), Dim::fixed(d)])?;
-        let mask = e.g.input("source_mask", ElemType::Bool, &[rows.clone(), len])?;
+        let tokens = e.g.input(graph::TOKENS, ElemType::I64, std::slice::from_ref(&rows))?;
+        let lang = e.g.input(graph::LANG, ElemType::I64, &[Dim::fixed(1)])?;
+        let h = e.float_input(graph::HIDDEN, &[rows.clone(), Dim::fixed(d)])?;
+        let encoded = e.float_input(graph::ENCODED, &[rows.clone(), len.clone(), Dim::fixed(d)])?;
+        let keys = e.float_input(graph::KEYS, &[rows.clone(), len.clone(), Dim::fixed(d)])?;
+        let mask = e.g.input(graph::SOURCE_MASK, ElemType::Bool, &[rows.clone(), len])?;
 
         let x = Self::embed_graph(e, "decoder", &tokens, &lang)?; // [rows, emb]
         let x = e.unsqueeze(&x, &[0])?; // [1, rows, emb]
@@ -181,8 +181,8 @@ impl BiGru {
         let combined = e.op("Tanh", &[&combined])?;
         let logits = e.tied_output(&combined, "decoder.embeddings.weight", "decoder.pred_layer.proj.bias")?;
         let log_probs = e.g.op("LogSoftmax", &[&logits], vec![attr::int("axis", -1)])?;
-        e.float_output(&log_probs, "log_probs", &[rows.clone(), Dim::fixed(self.config.n_words)])?;
-        e.float_output(&h_new, "h_out", &[rows, Dim::fixed(d)])?;
+        e.float_output(&log_probs, graph::LOG_PROBS, &[rows.clone(), Dim::fixed(self.config.n_words)])?;
+        e.float_output(&h_new, graph::HIDDEN_OUT, &[rows, Dim::fixed(d)])?;
         Ok(())
     }
 }

@@ -124,7 +124,7 @@ fn onnx_runtime_decodes_like_libtorch_alone_in_batches_and_with_rows_joining_mid
         graphs.encoder.write(&d.join(crate::ENCODER_FILE)).unwrap();
         graphs.decoder.write(&d.join(crate::DECODER_FILE)).unwrap();
         Ok(xlmc_bundle::Manifest::new(
-            "bigru",
+            xlmc_bundle::Architecture::BiGru,
             serde_json::to_value(&model.config).unwrap(),
             vec!["en".into(), "fr".into()],
         ))

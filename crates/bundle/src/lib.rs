@@ -18,7 +18,8 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-pub const MANIFEST_FILE: &str = "manifest.json";
+pub mod contract;
+pub use contract::{Architecture, MANIFEST_FILE};
 /// The bundle layout this build writes and the newest it reads.
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -71,8 +72,7 @@ pub struct ExportOptions {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     pub format_version: u32,
-    /// `transformer` or `bigru`.
-    pub architecture: String,
+    pub architecture: Architecture,
     /// The model's own config (the `config.json` of its model folder).
     pub config: serde_json::Value,
     /// XLM's `lang2id` order.
@@ -91,10 +91,10 @@ pub struct Manifest {
 impl Manifest {
     /// A manifest with XLM's special ids, fp32 graphs at opset 17 / IR 8, and no files yet (the
     /// writer fills `files`; set the other fields as needed).
-    pub fn new(architecture: &str, config: serde_json::Value, languages: Vec<String>) -> Self {
+    pub fn new(architecture: Architecture, config: serde_json::Value, languages: Vec<String>) -> Self {
         Self {
             format_version: FORMAT_VERSION,
-            architecture: architecture.to_owned(),
+            architecture,
             config,
             languages,
             special_ids: SpecialIds { bos: 0, eos: 1, pad: 2, unk: 3 },
@@ -195,13 +195,13 @@ mod tests {
     use super::*;
 
     fn manifest() -> Manifest {
-        Manifest::new("transformer", serde_json::json!({"n_words": 10}), vec!["en".into(), "fr".into()])
+        Manifest::new(Architecture::Transformer, serde_json::json!({"n_words": 10}), vec!["en".into(), "fr".into()])
     }
 
     fn written(dir: &Path) -> PathBuf {
         let out = dir.join("bundle");
         write(&out, false, |d| {
-            std::fs::write(d.join("encoder.onnx"), b"graph")?;
+            std::fs::write(d.join(contract::ENCODER_GRAPH), b"graph")?;
             std::fs::write(d.join("tokenizer.json"), b"{}")?;
             Ok(manifest())
         })

@@ -2,6 +2,7 @@
 //! module): the recurrent state `h` is the only thing a step changes.
 
 use std::borrow::Cow;
+use xlmc_bundle::contract::graph;
 
 use ndarray::{Array1, Array2, Array3, Axis};
 use ort::session::{Session, SessionInputValue};
@@ -76,14 +77,17 @@ impl StepModel for OrtBiGruTranslator<'_> {
         let tokens = Array2::from_shape_vec((sources.len(), width), tokens).expect("layout size");
         let lengths = Array1::from_vec(lengths);
         let lang = Array1::from_vec(vec![self.source_lang]);
-        let inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> =
-            vec![("tokens".into(), view(&tokens)?), ("lengths".into(), view(&lengths)?), ("lang".into(), view(&lang)?)];
+        let inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = vec![
+            (graph::TOKENS.into(), view(&tokens)?),
+            (graph::LENGTHS.into(), view(&lengths)?),
+            (graph::LANG.into(), view(&lang)?),
+        ];
         let outputs = self.model.encoder.run(inputs)?;
         Ok(OrtBiGruState {
-            h: output(&outputs, "h")?,
-            encoded: output(&outputs, "encoded")?,
-            keys: output(&outputs, "keys")?,
-            source_mask: output(&outputs, "source_mask")?,
+            h: output(&outputs, graph::HIDDEN)?,
+            encoded: output(&outputs, graph::ENCODED)?,
+            keys: output(&outputs, graph::KEYS)?,
+            source_mask: output(&outputs, graph::SOURCE_MASK)?,
         })
     }
 
@@ -91,16 +95,16 @@ impl StepModel for OrtBiGruTranslator<'_> {
         let tokens = Array1::from_iter(last_tokens.iter().map(|&t| i64::from(t)));
         let lang = Array1::from_vec(vec![self.target_lang]);
         let inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = vec![
-            ("tokens".into(), view(&tokens)?),
-            ("lang".into(), view(&lang)?),
-            ("h".into(), view(&state.h)?),
-            ("encoded".into(), view(&state.encoded)?),
-            ("keys".into(), view(&state.keys)?),
-            ("source_mask".into(), view(&state.source_mask)?),
+            (graph::TOKENS.into(), view(&tokens)?),
+            (graph::LANG.into(), view(&lang)?),
+            (graph::HIDDEN.into(), view(&state.h)?),
+            (graph::ENCODED.into(), view(&state.encoded)?),
+            (graph::KEYS.into(), view(&state.keys)?),
+            (graph::SOURCE_MASK.into(), view(&state.source_mask)?),
         ];
         let outputs = self.model.decoder.run(inputs)?;
-        let log_probs: Array2<f32> = output(&outputs, "log_probs")?;
-        let h = output(&outputs, "h_out")?;
+        let log_probs: Array2<f32> = output(&outputs, graph::LOG_PROBS)?;
+        let h = output(&outputs, graph::HIDDEN_OUT)?;
         drop(outputs);
         state.h = h;
         Ok(log_probs.into_raw_vec_and_offset().0)

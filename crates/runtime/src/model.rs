@@ -1,7 +1,7 @@
 //! [`OrtModel`]: any bundle's architecture behind one decode call (what `translate --bundle` and
 //! the server use).
 
-use xlmc_bundle::Bundle;
+use xlmc_bundle::{Architecture, Bundle};
 use xlmc_decoding::{DecodeError, DecodeOptions, Hypothesis, decode};
 
 use crate::{OrtBiGru, OrtTransformer, RuntimeError, SessionOptions};
@@ -15,11 +15,10 @@ pub enum OrtModel {
 impl OrtModel {
     /// Loads the sessions of a verified bundle, by its manifest's architecture.
     pub fn load(bundle: &Bundle, options: &SessionOptions) -> Result<Self, RuntimeError> {
-        match bundle.manifest.architecture.as_str() {
-            "transformer" => Ok(OrtModel::Transformer(Box::new(OrtTransformer::load(bundle, options)?))),
-            "bigru" => Ok(OrtModel::BiGru(Box::new(OrtBiGru::load(bundle, options)?))),
-            other => Err(RuntimeError::Bundle(format!("{}: unknown architecture {other:?}", bundle.dir.display()))),
-        }
+        Ok(match bundle.manifest.architecture {
+            Architecture::Transformer => OrtModel::Transformer(Box::new(OrtTransformer::load(bundle, options)?)),
+            Architecture::BiGru => OrtModel::BiGru(Box::new(OrtBiGru::load(bundle, options)?)),
+        })
     }
 
     /// Batched decoding through the shared core.

@@ -15,8 +15,8 @@ use crate::{
     arrays::{concat, keep_range, output, pad_axis, used_columns, view},
 };
 
-pub const ENCODER_FILE: &str = "encoder.onnx";
-pub const DECODER_FILE: &str = "decoder.onnx";
+use xlmc_bundle::contract::graph;
+pub use xlmc_bundle::contract::{DECODER_GRAPH as DECODER_FILE, ENCODER_GRAPH as ENCODER_FILE};
 
 /// What the runtime needs of a Transformer's config (the bundle manifest's `config`).
 #[derive(Debug, Clone, Deserialize)]
@@ -104,14 +104,17 @@ impl StepModel for OrtTranslator<'_> {
         let tokens = Array2::from_shape_vec((rows, width), tokens).expect("layout size");
         let lengths = Array1::from_vec(lengths);
         let lang = Array1::from_vec(vec![self.source_lang]);
-        let inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> =
-            vec![("tokens".into(), view(&tokens)?), ("lengths".into(), view(&lengths)?), ("lang".into(), view(&lang)?)];
+        let inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = vec![
+            (graph::TOKENS.into(), view(&tokens)?),
+            (graph::LENGTHS.into(), view(&lengths)?),
+            (graph::LANG.into(), view(&lang)?),
+        ];
         let outputs = self.model.encoder.run(inputs)?;
         let mut cross = Vec::with_capacity(layers);
         for i in 0..layers {
-            cross.push((output(&outputs, &format!("cross_k.{i}"))?, output(&outputs, &format!("cross_v.{i}"))?));
+            cross.push((output(&outputs, &graph::cross_k(i))?, output(&outputs, &graph::cross_v(i))?));
         }
-        let source_mask = output(&outputs, "source_mask")?;
+        let source_mask = output(&outputs, graph::SOURCE_MASK)?;
         let empty = || Array4::<f32>::zeros((rows, heads, 0, head_dim));
         Ok(OrtState {
             source_mask,
@@ -130,23 +133,23 @@ impl StepModel for OrtTranslator<'_> {
         let ones = Array2::from_elem((rows, 1), true);
         let self_mask = concat(1, &[state.self_mask.view(), ones.view()]);
         let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = vec![
-            ("tokens".into(), view(&tokens)?),
-            ("positions".into(), view(&positions)?),
-            ("lang".into(), view(&lang)?),
-            ("source_mask".into(), view(&state.source_mask)?),
-            ("self_mask".into(), view(&self_mask)?),
+            (graph::TOKENS.into(), view(&tokens)?),
+            (graph::POSITIONS.into(), view(&positions)?),
+            (graph::LANG.into(), view(&lang)?),
+            (graph::SOURCE_MASK.into(), view(&state.source_mask)?),
+            (graph::SELF_MASK.into(), view(&self_mask)?),
         ];
         for (i, ((cross_k, cross_v), (past_k, past_v))) in state.cross.iter().zip(&state.past).enumerate() {
-            inputs.push((format!("cross_k.{i}").into(), view(cross_k)?));
-            inputs.push((format!("cross_v.{i}").into(), view(cross_v)?));
-            inputs.push((format!("past_k.{i}").into(), view(past_k)?));
-            inputs.push((format!("past_v.{i}").into(), view(past_v)?));
+            inputs.push((graph::cross_k(i).into(), view(cross_k)?));
+            inputs.push((graph::cross_v(i).into(), view(cross_v)?));
+            inputs.push((graph::past_k(i).into(), view(past_k)?));
+            inputs.push((graph::past_v(i).into(), view(past_v)?));
         }
         let outputs = self.model.decoder.run(inputs)?;
-        let log_probs: Array2<f32> = output(&outputs, "log_probs")?;
+        let log_probs: Array2<f32> = output(&outputs, graph::LOG_PROBS)?;
         let mut present = Vec::with_capacity(state.past.len());
         for i in 0..state.past.len() {
-            present.push((output(&outputs, &format!("present_k.{i}"))?, output(&outputs, &format!("present_v.{i}"))?));
+            present.push((output(&outputs, &graph::present_k(i))?, output(&outputs, &graph::present_v(i))?));
         }
         drop(outputs);
         state.past = present;

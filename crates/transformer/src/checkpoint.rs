@@ -11,9 +11,7 @@ use tch::{Device, Kind, Tensor, nn};
 
 use crate::{Config, Transformer, Translator};
 
-pub const CONFIG_FILE: &str = "config.json";
-pub const WEIGHTS_FILE: &str = "model.safetensors";
-pub const INDEX_FILE: &str = "model.safetensors.index.json";
+pub use xlmc_bundle::contract::{CONFIG_FILE, WEIGHTS_FILE, WEIGHTS_INDEX_FILE as INDEX_FILE};
 
 /// How [`Seq2Seq::save_with`] stores the weights. Loading accepts every variant and computes in
 /// fp32 whatever the stored precision.

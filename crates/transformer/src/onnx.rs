@@ -25,8 +25,8 @@ use xlmc_onnx::{Dim, ElemType, Emitter, Model, OnnxError, Precision, WeightData,
 
 use crate::{Config, Seq2Seq};
 
-pub const ENCODER_FILE: &str = "encoder.onnx";
-pub const DECODER_FILE: &str = "decoder.onnx";
+use xlmc_bundle::contract::graph;
+pub use xlmc_bundle::contract::{DECODER_GRAPH as DECODER_FILE, ENCODER_GRAPH as ENCODER_FILE};
 /// XLM's LayerNorm epsilon.
 const LAYER_NORM_EPS: f32 = 1e-12;
 
@@ -139,9 +139,9 @@ impl<'w> Graph<'w> {
 
     fn encoder(&mut self) -> Result<(), OnnxError> {
         let (batch, src_len) = (Dim::symbolic("batch"), Dim::symbolic("src_len"));
-        let tokens = self.e.g.input("tokens", ElemType::I64, &[batch.clone(), src_len.clone()])?;
-        let lengths = self.e.g.input("lengths", ElemType::I64, std::slice::from_ref(&batch))?;
-        let lang = self.e.g.input("lang", ElemType::I64, &[Dim::fixed(1)])?;
+        let tokens = self.e.g.input(graph::TOKENS, ElemType::I64, &[batch.clone(), src_len.clone()])?;
+        let lengths = self.e.g.input(graph::LENGTHS, ElemType::I64, std::slice::from_ref(&batch))?;
+        let lang = self.e.g.input(graph::LANG, ElemType::I64, &[Dim::fixed(1)])?;
 
         let shape = self.e.op("Shape", &[&tokens])?;
         let one = self.e.const_i64(&[], &[1])?;
@@ -172,13 +172,14 @@ impl<'w> Graph<'w> {
             x = self.e.op("Mul", &[&normed, &keep])?;
         }
 
-        self.e.g.output(&mask, "source_mask", ElemType::Bool, &[batch.clone(), src_len.clone()])?;
+        self.e.g.output(&mask, graph::SOURCE_MASK, ElemType::Bool, &[batch.clone(), src_len.clone()])?;
         let kv_dims = self.kv_dims("src_len");
         for i in 0..self.config.n_dec_layers {
-            for (kind, lin) in [("k", "k_lin"), ("v", "v_lin")] {
+            let names: [fn(i64) -> String; 2] = [graph::cross_k, graph::cross_v];
+            for (name, lin) in names.into_iter().zip(["k_lin", "v_lin"]) {
                 let y = self.e.linear(&x, &format!("decoder.encoder_attn.{i}.{lin}"))?;
                 let y = self.split_heads(&y)?;
-                self.e.float_output(&y, &format!("cross_{kind}.{i}"), &kv_dims)?;
+                self.e.float_output(&y, &name(i), &kv_dims)?;
             }
         }
         Ok(())
@@ -195,22 +196,23 @@ impl<'w> Graph<'w> {
 
     fn decoder_step(&mut self) -> Result<(), OnnxError> {
         let rows = Dim::symbolic("batch");
-        let tokens = self.e.g.input("tokens", ElemType::I64, std::slice::from_ref(&rows))?;
-        let positions = self.e.g.input("positions", ElemType::I64, std::slice::from_ref(&rows))?;
-        let lang = self.e.g.input("lang", ElemType::I64, &[Dim::fixed(1)])?;
-        let source_mask = self.e.g.input("source_mask", ElemType::Bool, &[rows.clone(), Dim::symbolic("src_len")])?;
-        let self_mask = self.e.g.input("self_mask", ElemType::Bool, &[rows.clone(), Dim::symbolic("steps")])?;
+        let tokens = self.e.g.input(graph::TOKENS, ElemType::I64, std::slice::from_ref(&rows))?;
+        let positions = self.e.g.input(graph::POSITIONS, ElemType::I64, std::slice::from_ref(&rows))?;
+        let lang = self.e.g.input(graph::LANG, ElemType::I64, &[Dim::fixed(1)])?;
+        let source_mask =
+            self.e.g.input(graph::SOURCE_MASK, ElemType::Bool, &[rows.clone(), Dim::symbolic("src_len")])?;
+        let self_mask = self.e.g.input(graph::SELF_MASK, ElemType::Bool, &[rows.clone(), Dim::symbolic("steps")])?;
         let layers = self.config.n_dec_layers;
         let mut cross = Vec::new();
         for i in 0..layers {
-            let k = self.e.float_input(&format!("cross_k.{i}"), &self.kv_dims("src_len"))?;
-            let v = self.e.float_input(&format!("cross_v.{i}"), &self.kv_dims("src_len"))?;
+            let k = self.e.float_input(&graph::cross_k(i), &self.kv_dims("src_len"))?;
+            let v = self.e.float_input(&graph::cross_v(i), &self.kv_dims("src_len"))?;
             cross.push((k, v));
         }
         let mut past = Vec::new();
         for i in 0..layers {
-            let k = self.e.float_input(&format!("past_k.{i}"), &self.kv_dims("past_steps"))?;
-            let v = self.e.float_input(&format!("past_v.{i}"), &self.kv_dims("past_steps"))?;
+            let k = self.e.float_input(&graph::past_k(i), &self.kv_dims("past_steps"))?;
+            let v = self.e.float_input(&graph::past_v(i), &self.kv_dims("past_steps"))?;
             past.push((k, v));
         }
 
@@ -237,15 +239,16 @@ impl<'w> Graph<'w> {
             let ffn = self.ffn(&x, &format!("decoder.ffns.{i}"))?;
             let sum = self.e.op("Add", &[&x, &ffn])?;
             x = self.layer_norm(&sum, &format!("decoder.layer_norm2.{i}"))?;
-            for (kind, value) in ["k", "v"].iter().zip(&present) {
-                self.e.float_output(value, &format!("present_{kind}.{i}"), &self.kv_dims("steps"))?;
+            let names: [fn(i64) -> String; 2] = [graph::present_k, graph::present_v];
+            for (name, value) in names.into_iter().zip(&present) {
+                self.e.float_output(value, &name(i), &self.kv_dims("steps"))?;
             }
         }
         let squeeze = self.e.const_i64(&[1], &[1])?;
         let hidden = self.e.op("Squeeze", &[&x, &squeeze])?; // [rows, dim]
         let logits = self.e.tied_output(&hidden, "decoder.embeddings.weight", "decoder.pred_layer.proj.bias")?;
         let log_probs = self.e.g.op("LogSoftmax", &[&logits], vec![attr::int("axis", -1)])?;
-        self.e.float_output(&log_probs, "log_probs", &[rows, Dim::fixed(self.config.n_words)])?;
+        self.e.float_output(&log_probs, graph::LOG_PROBS, &[rows, Dim::fixed(self.config.n_words)])?;
         Ok(())
     }
 }

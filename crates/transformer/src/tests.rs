@@ -458,7 +458,7 @@ fn ort_model(model: &Seq2Seq, dir: &std::path::Path) -> xlmc_runtime::OrtTransfo
         graphs.encoder.write(&d.join(crate::ENCODER_FILE)).unwrap();
         graphs.decoder.write(&d.join(crate::DECODER_FILE)).unwrap();
         Ok(xlmc_bundle::Manifest::new(
-            "transformer",
+            xlmc_bundle::Architecture::Transformer,
             serde_json::to_value(&model.config).unwrap(),
             vec!["en".into(), "fr".into()],
         ))

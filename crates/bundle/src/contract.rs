@@ -1,0 +1,151 @@
+//! The contract between xlmc's producers (`exporter`'s trainers and ONNX writers) and consumers
+//! (ONNX Runtime step models, the server, `exporter translate`): architecture names, the files of
+//! model folders and bundles, and every graph input and output name. Each is written here once;
+//! both sides use these names, so a rename cannot leave one side behind.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// The model architectures xlmc trains, exports and serves. Serialized lowercase, as
+/// `config.json` and `manifest.json` spell them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Architecture {
+    /// XLM's Transformer encoder–decoder (teachers and cut students).
+    #[serde(rename = "transformer")]
+    Transformer,
+    /// The bidirectional-GRU student with attention.
+    #[serde(rename = "bigru")]
+    BiGru,
+}
+
+impl Architecture {
+    pub const ALL: [Architecture; 2] = [Architecture::Transformer, Architecture::BiGru];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Architecture::Transformer => "transformer",
+            Architecture::BiGru => "bigru",
+        }
+    }
+}
+
+impl fmt::Display for Architecture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Architecture {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, String> {
+        Architecture::ALL.into_iter().find(|a| a.name() == name).ok_or_else(|| {
+            let known: Vec<&str> = Architecture::ALL.iter().map(|a| a.name()).collect();
+            format!("unknown architecture `{name}` (known: {})", known.join(", "))
+        })
+    }
+}
+
+/// The architecture a model folder's `config.json` names in its `"architecture"` field; XLM
+/// configs (teachers, cut students) have none and are Transformers.
+pub fn folder_architecture(config: &serde_json::Value) -> Result<Architecture, String> {
+    match config.get("architecture") {
+        None => Ok(Architecture::Transformer),
+        Some(serde_json::Value::String(name)) => name.parse(),
+        Some(other) => Err(format!("\"architecture\" is {other}, not a name")),
+    }
+}
+
+/// A model folder's config (`config.json`).
+pub const CONFIG_FILE: &str = "config.json";
+/// A model folder's weights in one file.
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+/// A model folder's shard index when its weights are sharded (Hugging Face's layout).
+pub const WEIGHTS_INDEX_FILE: &str = "model.safetensors.index.json";
+/// A bundle's manifest.
+pub const MANIFEST_FILE: &str = "manifest.json";
+/// A bundle's encoder graph (both architectures).
+pub const ENCODER_GRAPH: &str = "encoder.onnx";
+/// A bundle's one-step decoder graph (both architectures).
+pub const DECODER_GRAPH: &str = "decoder.onnx";
+
+/// Input and output names of the bundles' ONNX graphs.
+pub mod graph {
+    /// Encoder input: source tokens `[batch, src_len]` (i64). Decoder input: each row's last
+    /// token `[rows]`.
+    pub const TOKENS: &str = "tokens";
+    /// Encoder input: each source's length `[batch]` (i64).
+    pub const LENGTHS: &str = "lengths";
+    /// Language id of the side the graph reads, `[1]` (i64).
+    pub const LANG: &str = "lang";
+    /// Encoder output and decoder input: which source positions are real `[rows, src_len]`.
+    pub const SOURCE_MASK: &str = "source_mask";
+    /// Decoder output: log-probabilities of the next token `[rows, vocab]`.
+    pub const LOG_PROBS: &str = "log_probs";
+
+    /// Transformer decoder input: each row's position `[rows]` (i64).
+    pub const POSITIONS: &str = "positions";
+    /// Transformer decoder input: which cached steps each row may attend to `[rows, steps]`.
+    pub const SELF_MASK: &str = "self_mask";
+
+    /// Transformer: the encoder's cross-attention keys of decoder layer `layer` (an encoder
+    /// output and a decoder input).
+    pub fn cross_k<L: std::fmt::Display>(layer: L) -> String {
+        format!("cross_k.{layer}")
+    }
+
+    /// Transformer: the cross-attention values of decoder layer `layer`.
+    pub fn cross_v<L: std::fmt::Display>(layer: L) -> String {
+        format!("cross_v.{layer}")
+    }
+
+    /// Transformer decoder input: layer `layer`'s self-attention keys of the steps so far.
+    pub fn past_k<L: std::fmt::Display>(layer: L) -> String {
+        format!("past_k.{layer}")
+    }
+
+    /// Transformer decoder input: layer `layer`'s self-attention values of the steps so far.
+    pub fn past_v<L: std::fmt::Display>(layer: L) -> String {
+        format!("past_v.{layer}")
+    }
+
+    /// Transformer decoder output: [`past_k`] with this step's keys appended.
+    pub fn present_k<L: std::fmt::Display>(layer: L) -> String {
+        format!("present_k.{layer}")
+    }
+
+    /// Transformer decoder output: [`past_v`] with this step's values appended.
+    pub fn present_v<L: std::fmt::Display>(layer: L) -> String {
+        format!("present_v.{layer}")
+    }
+
+    /// BiGRU encoder output and decoder input: the encoder states `[rows, src_len, d]`.
+    pub const ENCODED: &str = "encoded";
+    /// BiGRU: the attention keys projected from [`ENCODED`].
+    pub const KEYS: &str = "keys";
+    /// BiGRU decoder input (and encoder output: the initial one): the recurrent state `[rows, d]`.
+    pub const HIDDEN: &str = "h";
+    /// BiGRU decoder output: the recurrent state after this step.
+    pub const HIDDEN_OUT: &str = "h_out";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn architectures_spell_the_same_in_json_display_and_parsing() {
+        for architecture in Architecture::ALL {
+            let json = serde_json::to_string(&architecture).unwrap();
+            assert_eq!(json, format!("\"{architecture}\""));
+            assert_eq!(serde_json::from_str::<Architecture>(&json).unwrap(), architecture);
+            assert_eq!(architecture.name().parse::<Architecture>().unwrap(), architecture);
+        }
+        assert_eq!(
+            "lstm".parse::<Architecture>().unwrap_err(),
+            "unknown architecture `lstm` (known: transformer, bigru)"
+        );
+        assert!(serde_json::from_str::<Architecture>("\"lstm\"").is_err());
+    }
+}
