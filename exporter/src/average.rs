@@ -12,10 +12,10 @@ use crate::{cli::AverageArgs, model_dir};
 
 pub fn run(args: &AverageArgs) -> anyhow::Result<String> {
     anyhow::ensure!(args.model.len() >= 2, "--model: give two or more model folders to average");
-    let (first, tokenizer) = model_dir::load(&args.model[0], tch::Device::Cpu)?;
+    let (first, tokenizer) = model_dir::load(&args.model[0], tch::Device::Cpu).context("--model")?;
     drop(first);
     for dir in &args.model[1..] {
-        let (_, other) = model_dir::load(dir, tch::Device::Cpu)?;
+        let (_, other) = model_dir::load(dir, tch::Device::Cpu).context("--model")?;
         same_vocabulary(&tokenizer, &other).with_context(|| {
             format!("--model {}: its tokenizer differs from --model {}'s", dir.display(), args.model[0].display())
         })?;
@@ -29,7 +29,7 @@ pub fn run(args: &AverageArgs) -> anyhow::Result<String> {
     if let Some(record) = averaged_record(&args.model)? {
         record.write(&args.out)?;
     }
-    let (reloaded, _) = model_dir::load(&args.out, tch::Device::Cpu)?;
+    let (reloaded, _) = model_dir::load(&args.out, tch::Device::Cpu).context("--out")?;
     Ok(format!(
         "{}: the mean of {} models, {} parameters, {:.1} MiB of {} safetensors\n",
         args.out.display(),

@@ -36,7 +36,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let ort_threads = args.threads.unwrap_or(1);
     let options = DecodeOptions { beam_size: args.beam, ..Default::default() };
     let torch = match &args.model {
-        Some(dir) => Some(model_dir::load_any(dir, torch_device::select(args.device)?)?),
+        Some(dir) => Some(model_dir::load_any(dir, torch_device::select(args.device)?).context("--model")?),
         None => None,
     };
     let session = SessionOptions { intra_threads: ort_threads, cuda: args.device == Device::Cuda };

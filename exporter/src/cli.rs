@@ -290,6 +290,18 @@ pub struct CacheArgs {
     pub student: Option<PathBuf>,
     #[arg(long, env = "XLMC_DEVICE", value_enum, default_value = "cpu")]
     pub device: Device,
+    /// Build only part INDEX of COUNT (shards s with s mod COUNT = INDEX, from 0) into
+    /// `<cache>/parts/INDEX-of-COUNT`: one of COUNT processes or machines; then `--merge`.
+    #[arg(long, value_name = "INDEX/COUNT", conflicts_with = "merge")]
+    pub shard: Option<xlmc_teacher_cache::Part>,
+    /// Check the parts (every part once, of one count, for this teacher, corpus and settings,
+    /// each shard's checksum) and assemble the cache from them; any problem is named and nothing
+    /// is merged.
+    #[arg(long)]
+    pub merge: bool,
+    /// With --merge: the part folders (default: every folder under `<cache>/parts`).
+    #[arg(long, num_args = 1.., requires = "merge")]
+    pub parts: Option<Vec<PathBuf>>,
 }
 
 #[derive(Debug, Args)]

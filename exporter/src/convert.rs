@@ -7,7 +7,7 @@ use xlmc_transformer::SaveOptions;
 use crate::{cli::ConvertArgs, model_dir};
 
 pub fn run(args: &ConvertArgs) -> anyhow::Result<String> {
-    let (model, tokenizer) = model_dir::load(&args.model, tch::Device::Cpu)?;
+    let (model, tokenizer) = model_dir::load(&args.model, tch::Device::Cpu).context("--model")?;
     let options =
         SaveOptions { half: args.half, max_shard_bytes: args.shard_mib.map(|mib| (mib * 1024.0 * 1024.0) as u64) };
     model.save_with(&args.out, options).with_context(|| format!("--out {}", args.out.display()))?;
@@ -17,7 +17,7 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<String> {
         record.write(&args.out)?;
     }
     // Prove the result loads before saying so.
-    let (reloaded, _) = model_dir::load(&args.out, tch::Device::Cpu)?;
+    let (reloaded, _) = model_dir::load(&args.out, tch::Device::Cpu).context("--out")?;
     let bytes = model_dir::weight_bytes(&args.out);
     Ok(format!(
         "{}: {} parameters, {} weights, {:.1} MiB of safetensors\n",

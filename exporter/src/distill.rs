@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail, ensure};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use xlmc_teacher_cache::{CacheSpec, TeacherCache, pair_hash};
+use xlmc_teacher_cache::{CacheSpec, Part, TeacherCache, pair_hash};
 use xlmc_tokenizer::Tokenizer;
 use xlmc_training::{
     GoldObjective, TrainConfig, Trainer,
-    distill::{KdConfig, OfflineKd, OnlineKd, TeacherView, build_cache},
+    distill::{CacheBuild, KdConfig, OfflineKd, OnlineKd, TeacherView, build_cache},
     read_log,
 };
 
@@ -102,6 +102,11 @@ impl DistillConfig {
     fn cache_dir(&self) -> PathBuf {
         self.cache.clone().unwrap_or_else(|| self.out.join("teacher-cache"))
     }
+
+    /// Where `distill cache --shard` builds a part: `<cache>/parts/INDEX-of-COUNT`.
+    fn parts_dir(&self) -> PathBuf {
+        self.cache_dir().join("parts")
+    }
 }
 
 /// Identifies a teacher's weights, the student's vocabulary and the exact training pairs a cache
@@ -136,20 +141,38 @@ fn ensure_cache(
 ) -> anyhow::Result<TeacherCache> {
     let spec = cache_spec(teacher_dir, teacher, train, config);
     let dir = config.cache_dir();
-    let bar = progress_bar(spec.shards() as u64, "{pos}/{len} cache shards  eta {eta}");
+    build_cache_folder(teacher, train, &spec, &dir, None, langs)?;
+    TeacherCache::open(&dir, &spec).with_context(|| format!("teacher cache {}", dir.display()))
+}
+
+/// Builds the whole cache, or one part of it, in `dir`, with a progress bar and a summary line.
+fn build_cache_folder(
+    teacher: &TeacherView,
+    train: &[xlmc_training::Pair],
+    spec: &CacheSpec,
+    dir: &Path,
+    part: Option<Part>,
+    langs: (i64, i64),
+) -> anyhow::Result<()> {
+    let bar = progress_bar(0, "{pos}/{len} cache shards  eta {eta}");
     let started = std::time::Instant::now();
-    let built = build_cache(teacher, train, &spec, &dir, langs, 64, |done, _| bar.set_position(done as u64))
-        .with_context(|| format!("teacher cache {}", dir.display()))?;
+    let build = CacheBuild { spec, dir, part, batch_pairs: 64 };
+    let built = build_cache(teacher, train, build, langs, |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64)
+    })
+    .with_context(|| format!("teacher cache {}", dir.display()))?;
     bar.finish_and_clear();
+    let which = part.map_or(String::new(), |p| format!(", part {p}"));
     println!(
-        "teacher cache {}: top-{} over {} pairs in {} shards ({built} built now, {:.1} s)",
+        "teacher cache {}: top-{} over {} pairs in {} shards{which} ({built} built now, {:.1} s)",
         dir.display(),
         spec.k,
         spec.pairs,
         spec.shards(),
         started.elapsed().as_secs_f64()
     );
-    TeacherCache::open(&dir, &spec).with_context(|| format!("teacher cache {}", dir.display()))
+    Ok(())
 }
 
 /// `exporter distill cache`: the teacher's top-k cache for a distillation config, built or
@@ -169,8 +192,34 @@ pub fn run_cache(args: &CacheArgs) -> anyhow::Result<()> {
     };
     let data = TrainingData::load(&config.corpus, &tokenizer, config.max_sentence_tokens, config.dev_sentences)?;
     let view = teacher_view(&teacher, student_to_teacher);
-    ensure_cache(&view, &args.teacher, &data.train, &config, data.langs)?;
-    Ok(())
+    let spec = cache_spec(&args.teacher, &view, &data.train, &config);
+    match (args.merge, args.shard) {
+        (false, None) => build_cache_folder(&view, &data.train, &spec, &config.cache_dir(), None, data.langs),
+        (false, Some(part)) => {
+            let dir = config.parts_dir().join(part.folder_name());
+            build_cache_folder(&view, &data.train, &spec, &dir, Some(part), data.langs)
+        }
+        (true, _) => {
+            let parts = match &args.parts {
+                Some(parts) => parts.clone(),
+                None => part_folders(&config.parts_dir())?,
+            };
+            let out = config.cache_dir();
+            let shards = xlmc_teacher_cache::merge(&parts, &out, &spec)
+                .with_context(|| format!("merging the parts of teacher cache {}", out.display()))?;
+            TeacherCache::open(&out, &spec).with_context(|| format!("teacher cache {}", out.display()))?;
+            println!("teacher cache {}: {shards} shards merged from {} parts, verified", out.display(), parts.len());
+            Ok(())
+        }
+    }
+}
+
+/// The part folders under `dir`, in name order.
+fn part_folders(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir).with_context(|| format!("{}: no parts built here", dir.display()))?;
+    let mut parts: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_dir()).collect();
+    parts.sort();
+    Ok(parts)
 }
 
 /// How the student's ids relate to the teacher's: `None` when they share one vocabulary,

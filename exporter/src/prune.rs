@@ -20,7 +20,7 @@ fn parse_keep(text: &str) -> anyhow::Result<(i64, i64)> {
 }
 
 pub fn run(args: &PruneArgs) -> anyhow::Result<String> {
-    let (teacher, tokenizer) = model_dir::load(&args.teacher, tch::Device::Cpu)?;
+    let (teacher, tokenizer) = model_dir::load(&args.teacher, tch::Device::Cpu).context("--teacher")?;
     let (encoder_layers, decoder_layers) = match &args.keep {
         Some(keep) => {
             let (e, d) = parse_keep(keep)?;

@@ -45,7 +45,7 @@ pub fn run(args: &TranslateArgs) -> anyhow::Result<()> {
     let translated = match (&args.model, &args.bundle) {
         (Some(dir), _) => {
             let device = torch_device::select(args.device)?;
-            let (model, tokenizer) = model_dir::load_any(dir, device)?;
+            let (model, tokenizer) = model_dir::load_any(dir, device).context("--model")?;
             let langs = language_ids(&tokenizer, args.source_lang.as_deref(), args.target_lang.as_deref())?;
             translate_lines(&tokenizer, &lines, args.batch_size, |sources| Ok(model.decode(sources, langs, options)?))?
         }

@@ -239,6 +239,45 @@ fn train_resume_and_translate_from_the_command_line() {
     let record = std::fs::read_to_string(path("offline/distill.json")).unwrap();
     assert!(record.contains("\"offline\"") && record.contains("\"top_k\": 5"), "{record}");
 
+    // The same cache built by three processes, one part each, then merged: byte for byte the
+    // cache one process built. A merge missing a part names it and writes nothing.
+    let sharded = std::fs::read_to_string(path("offline.toml"))
+        .unwrap()
+        .replace("dev_sentences = 20", &format!("dev_sentences = 20\ncache = {:?}", path("sharded-cache")));
+    std::fs::write(path("sharded.toml"), sharded).unwrap();
+    let (teacher, sharded_config) = (path("run/model"), path("sharded.toml"));
+    let cache_command = |extra: &[&str]| {
+        let mut args = vec!["distill", "cache", "--teacher", &teacher, "--config", &sharded_config];
+        args.extend_from_slice(extra);
+        exporter(&args)
+    };
+    for part in ["0/3", "1/3", "2/3"] {
+        let text = cache_command(&["--shard", part]);
+        assert!(text.contains(&format!("part {part}")), "{text}");
+    }
+    let parts: Vec<String> = (0..3).map(|i| path(&format!("sharded-cache/parts/{i}-of-3"))).collect();
+    let out = Command::new(binary("exporter"))
+        .args(["distill", "cache", "--teacher", &path("run/model"), "--config", &path("sharded.toml"), "--merge"])
+        .args(["--parts", &parts[0], &parts[2]])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("part 1/3 is missing"), "{err}");
+    assert!(!dir.path().join("sharded-cache/cache.json").exists(), "nothing merged");
+    let text = cache_command(&["--merge"]);
+    assert!(text.contains("merged from 3 parts"), "{text}");
+    let files = |folder: &str| -> Vec<(String, Vec<u8>)> {
+        let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(path(folder))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_file())
+            .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
+            .collect();
+        files.sort();
+        files
+    };
+    assert_eq!(files("sharded-cache"), files("offline/teacher-cache"), "merged parts = one process's cache");
+
     // A fresh BiGRU student on the teacher's vocabulary, distilled by the same command; it
     // translates through the same decoding core, and Transformer-only commands refuse it by name.
     let bigru = std::fs::read_to_string(path("distill.toml")).unwrap().replace("/kd\"", "/bigru\"")
@@ -265,7 +304,10 @@ fn train_resume_and_translate_from_the_command_line() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&bad.stderr);
-    assert!(!bad.status.success() && stderr.contains("holds a BiGRU model"), "{stderr}");
+    assert!(
+        !bad.status.success() && stderr.contains("holds a bigru model; this needs a transformer model"),
+        "{stderr}"
+    );
 
     // Sequence-level KD data: the teacher's beam translations of 50 training sources spread over
     // the split, the same as `translate` gives; a rerun finds it complete.

@@ -21,11 +21,14 @@ use std::{
 use memmap2::Mmap;
 use sha2::{Digest, Sha256};
 
+mod parts;
+pub use parts::{Part, merge};
+
 const MAGIC: &[u8; 8] = b"XLMCKD01";
 const HEADER: usize = 24;
 const INDEX_ENTRY: usize = 16;
 pub const MANIFEST_FILE: &str = "cache.json";
-const FORMAT: u32 = 1;
+pub(crate) const FORMAT: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
@@ -35,9 +38,12 @@ pub enum CacheError {
     Invalid { path: PathBuf, detail: String },
     #[error("pair {index}: {detail}")]
     Pair { index: usize, detail: String },
+    /// Parts that cannot be merged, every problem named; nothing was merged.
+    #[error("{}; nothing was merged", problems.join("; "))]
+    Merge { problems: Vec<String> },
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CacheError + '_ {
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CacheError + '_ {
     move |source| CacheError::Io { path: path.to_owned(), source }
 }
 
@@ -70,11 +76,14 @@ pub struct ShardInfo {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-struct Manifest {
-    format: u32,
-    spec: CacheSpec,
+pub(crate) struct Manifest {
+    pub(crate) format: u32,
+    pub(crate) spec: CacheSpec,
+    /// Set in a part's folder: the shards it builds are this part's ([`Part::owns`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) part: Option<Part>,
     /// Finished shards by index.
-    shards: BTreeMap<usize, ShardInfo>,
+    pub(crate) shards: BTreeMap<usize, ShardInfo>,
 }
 
 /// One pair's cached distribution: `tokens × k` ids and log-probabilities, row-major.
@@ -98,11 +107,11 @@ pub fn pair_hash(source: &[u32], target: &[u32]) -> u64 {
     h
 }
 
-fn shard_file(index: usize) -> String {
+pub(crate) fn shard_file(index: usize) -> String {
     format!("shard-{index:05}.bin")
 }
 
-fn sha256_of(path: &Path) -> Result<String, CacheError> {
+pub(crate) fn sha256_of(path: &Path) -> Result<String, CacheError> {
     let mut file = File::open(path).map_err(io(path))?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 20];
@@ -116,31 +125,32 @@ fn sha256_of(path: &Path) -> Result<String, CacheError> {
     Ok(hex::encode(hasher.finalize()))
 }
 
-fn read_manifest(dir: &Path) -> Option<Manifest> {
+pub(crate) fn read_manifest(dir: &Path) -> Option<Manifest> {
     let text = std::fs::read_to_string(dir.join(MANIFEST_FILE)).ok()?;
     serde_json::from_str(&text).ok()
 }
 
-fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<(), CacheError> {
+pub(crate) fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<(), CacheError> {
     let path = dir.join(MANIFEST_FILE);
     let json = serde_json::to_string_pretty(manifest).expect("manifest serialises");
     xlmc_atomic_file::write(&path, json.as_bytes()).map_err(io(&path))
 }
 
-/// Which shards must be (re)built for `spec`: all of them for a cache of another spec, else
-/// those missing or failing their checksum. Shards of a stale cache are forgotten here.
-pub fn shards_to_build(dir: &Path, spec: &CacheSpec) -> Result<Vec<usize>, CacheError> {
+/// Which shards must be (re)built for `spec` — of the whole cache, or of one `part` of it (a
+/// folder of its own, merged later by [`merge`]): all of them for a folder of another spec or
+/// part, else those missing or failing their checksum. Shards of a stale folder are forgotten.
+pub fn shards_to_build(dir: &Path, spec: &CacheSpec, part: Option<Part>) -> Result<Vec<usize>, CacheError> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let mut manifest = match read_manifest(dir) {
-        Some(m) if m.format == FORMAT && &m.spec == spec => m,
+        Some(m) if m.format == FORMAT && &m.spec == spec && m.part == part => m,
         _ => {
-            let fresh = Manifest { format: FORMAT, spec: spec.clone(), shards: BTreeMap::new() };
+            let fresh = Manifest { format: FORMAT, spec: spec.clone(), part, shards: BTreeMap::new() };
             write_manifest(dir, &fresh)?;
             fresh
         }
     };
     let mut todo = Vec::new();
-    for shard in 0..spec.shards() {
+    for shard in (0..spec.shards()).filter(|&shard| part.is_none_or(|p| p.owns(shard))) {
         let intact = match manifest.shards.get(&shard) {
             Some(info) => {
                 let path = dir.join(&info.file);
@@ -333,10 +343,10 @@ mod tests {
     fn shards_round_trip_resume_and_corruption_is_rebuilt() {
         let dir = tempfile::tempdir().unwrap();
         let spec = CacheSpec { key: "teacher-a".into(), k: 3, pairs: 10, shard_pairs: 4 };
-        assert_eq!(shards_to_build(dir.path(), &spec).unwrap(), [0, 1, 2]);
+        assert_eq!(shards_to_build(dir.path(), &spec, None).unwrap(), [0, 1, 2]);
         write_shard(dir.path(), &spec, 0, &entries(&spec, 0)).unwrap();
         // A killed build resumes where it stopped; opening before it is complete is refused.
-        assert_eq!(shards_to_build(dir.path(), &spec).unwrap(), [1, 2]);
+        assert_eq!(shards_to_build(dir.path(), &spec, None).unwrap(), [1, 2]);
         assert!(TeacherCache::open(dir.path(), &spec).unwrap_err().to_string().contains("shard-00001.bin"));
         for shard in [1, 2] {
             write_shard(dir.path(), &spec, shard, &entries(&spec, shard)).unwrap();
@@ -357,10 +367,74 @@ mod tests {
         bytes[last] ^= 1;
         std::fs::write(&path, bytes).unwrap();
         assert!(TeacherCache::open(dir.path(), &spec).unwrap_err().to_string().contains("checksum"));
-        assert_eq!(shards_to_build(dir.path(), &spec).unwrap(), [1]);
+        assert_eq!(shards_to_build(dir.path(), &spec, None).unwrap(), [1]);
 
         // Another teacher: everything is rebuilt.
         let other = CacheSpec { key: "teacher-b".into(), ..spec };
-        assert_eq!(shards_to_build(dir.path(), &other).unwrap(), [0, 1, 2]);
+        assert_eq!(shards_to_build(dir.path(), &other, None).unwrap(), [0, 1, 2]);
+    }
+
+    /// Builds `part` of `spec` into `dir` the way a worker does.
+    fn build_part(dir: &Path, spec: &CacheSpec, part: Part) {
+        for shard in shards_to_build(dir, spec, Some(part)).unwrap() {
+            assert!(part.owns(shard));
+            write_shard(dir, spec, shard, &entries(spec, shard)).unwrap();
+        }
+    }
+
+    fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn three_parts_merge_into_the_bytes_one_process_writes_and_bad_parts_are_named() {
+        let root = tempfile::tempdir().unwrap();
+        let spec = CacheSpec { key: "teacher-a".into(), k: 2, pairs: 23, shard_pairs: 3 }; // 8 shards
+        let whole = root.path().join("whole");
+        for shard in shards_to_build(&whole, &spec, None).unwrap() {
+            write_shard(&whole, &spec, shard, &entries(&spec, shard)).unwrap();
+        }
+        let parts: Vec<PathBuf> = (0..3).map(|i| root.path().join(format!("{i}-of-3"))).collect();
+        for (index, dir) in parts.iter().enumerate() {
+            build_part(dir, &spec, Part { index, count: 3 });
+        }
+        assert_eq!(files(&parts[1]).keys().filter(|n| n.ends_with(".bin")).count(), 3, "shards 1, 4, 7");
+
+        // Each failure is named, and nothing is written.
+        let out = root.path().join("merged");
+        let check = |parts: &[PathBuf], expected: &str| {
+            let err = merge(parts, &out, &spec).unwrap_err().to_string();
+            assert!(err.contains(expected) && err.ends_with("nothing was merged"), "{expected} not in {err}");
+            assert!(!out.exists(), "{err}");
+        };
+        check(&parts[..2], "part 2/3 is missing");
+        check(&[parts[0].clone(), parts[1].clone(), parts[1].clone(), parts[2].clone()], "part 1/3 twice");
+        check(&[parts[0].clone(), parts[1].clone(), whole.clone()], "a whole cache, not a part");
+        let other = CacheSpec { key: "teacher-b".into(), ..spec.clone() };
+        let stale = root.path().join("stale");
+        build_part(&stale, &other, Part { index: 2, count: 3 });
+        check(&[parts[0].clone(), parts[1].clone(), stale], "built for another teacher");
+        let four = root.path().join("3-of-4");
+        build_part(&four, &spec, Part { index: 3, count: 4 });
+        check(&[parts[0].clone(), parts[1].clone(), parts[2].clone(), four], "part 3/4, but other parts are of 3");
+        let shard = parts[2].join("shard-00005.bin");
+        let good = std::fs::read(&shard).unwrap();
+        let mut bad = good.clone();
+        bad[30] ^= 1;
+        std::fs::write(&shard, bad).unwrap();
+        check(&parts, "shard-00005.bin: checksum mismatch");
+        std::fs::write(&shard, &good).unwrap();
+
+        assert_eq!(merge(&parts, &out, &spec).unwrap(), 8);
+        assert_eq!(files(&out), files(&whole), "byte for byte, the manifest included");
+        TeacherCache::open(&out, &spec).unwrap();
+        assert_eq!("2/3".parse::<Part>().unwrap(), Part { index: 2, count: 3 });
+        for bad in ["3/3", "1/0", "x/2", "2"] {
+            assert!(bad.parse::<Part>().unwrap_err().contains("INDEX/COUNT"), "{bad}");
+        }
     }
 }

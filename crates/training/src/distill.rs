@@ -10,7 +10,9 @@
 use std::path::Path;
 
 use tch::{Kind, Tensor};
-use xlmc_teacher_cache::{CacheError, CacheSpec, PairEntry, TeacherCache, pair_hash, shards_to_build, write_shard};
+use xlmc_teacher_cache::{
+    CacheError, CacheSpec, PairEntry, Part, TeacherCache, pair_hash, shards_to_build, write_shard,
+};
 use xlmc_transformer::Seq2Seq;
 
 use crate::{
@@ -145,20 +147,30 @@ impl Objective for OnlineKd<'_> {
     }
 }
 
-/// Builds (or completes, or repairs) the top-k cache of `teacher` over `pairs` in `dir`: every
-/// shard missing or failing its checksum is computed again. `on_shard(done, total)` reports
-/// progress. Returns how many shards were built.
+/// Where and how [`build_cache`] builds: the whole cache in `dir`, or one `part` of it (that
+/// part's folder; `xlmc_teacher_cache::merge` assembles the parts), `batch_pairs` pairs per
+/// teacher batch.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheBuild<'a> {
+    pub spec: &'a CacheSpec,
+    pub dir: &'a Path,
+    pub part: Option<Part>,
+    pub batch_pairs: usize,
+}
+
+/// Builds (or completes, or repairs) the top-k cache of `teacher` over `pairs` — all its shards,
+/// or one part's: every shard missing or failing its checksum is computed again.
+/// `on_shard(done, total)` reports progress. Returns how many shards were built.
 pub fn build_cache(
     teacher: &TeacherView,
     pairs: &[Pair],
-    spec: &CacheSpec,
-    dir: &Path,
+    build: CacheBuild<'_>,
     langs: (i64, i64),
-    batch_pairs: usize,
     mut on_shard: impl FnMut(usize, usize),
 ) -> Result<usize, CacheError> {
-    let todo = shards_to_build(dir, spec)?;
-    let total = spec.shards();
+    let CacheBuild { spec, dir, part, batch_pairs } = build;
+    let todo = shards_to_build(dir, spec, part)?;
+    let total = (0..spec.shards()).filter(|&s| part.is_none_or(|p| p.owns(s))).count();
     on_shard(total - todo.len(), total);
     for (done, &shard) in todo.iter().enumerate() {
         let range = spec.shard_range(shard);
@@ -285,7 +297,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let spec =
             CacheSpec { key: "t".into(), k: model_config().n_words as usize, pairs: pairs.len(), shard_pairs: 8 };
-        let built = build_cache(&TeacherView::new(&teacher), &pairs, &spec, dir.path(), (0, 1), 5, |_, _| {}).unwrap();
+        let build = CacheBuild { spec: &spec, dir: dir.path(), part: None, batch_pairs: 5 };
+        let built = build_cache(&TeacherView::new(&teacher), &pairs, build, (0, 1), |_, _| {}).unwrap();
         assert_eq!(built, 4);
         let cache = TeacherCache::open(dir.path(), &spec).unwrap();
         let kd = KdConfig { temperature: 2.0, alpha: 0.6 };
@@ -337,7 +350,8 @@ mod tests {
 
         let dir = tempfile::tempdir().unwrap();
         let spec = CacheSpec { key: view().vocabulary_key(), k: kept.len(), pairs: pairs.len(), shard_pairs: 5 };
-        build_cache(&view(), &pairs, &spec, dir.path(), (0, 1), 4, |_, _| {}).unwrap();
+        let build = CacheBuild { spec: &spec, dir: dir.path(), part: None, batch_pairs: 4 };
+        build_cache(&view(), &pairs, build, (0, 1), |_, _| {}).unwrap();
         let cache = TeacherCache::open(dir.path(), &spec).unwrap();
         let offline = OfflineKd { cache: &cache, pairs: &pairs, kd, label_smoothing: 0.0 }
             .batch_loss(&student, &batch, &views, (0, 1), false)
