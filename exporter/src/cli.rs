@@ -331,6 +331,14 @@ pub struct SeqKdArgs {
     pub force: bool,
     #[arg(long, env = "XLMC_DEVICE", value_enum, default_value = "cpu")]
     pub device: Device,
+    /// Translate only part INDEX of COUNT (chunks c with c mod COUNT = INDEX, from 0) into
+    /// `<out>/.seqkd/parts/INDEX-of-COUNT`: one of COUNT processes or machines; then `--merge`.
+    #[arg(long, value_name = "INDEX/COUNT", conflicts_with = "merge")]
+    pub shard: Option<xlmc_teacher_cache::Part>,
+    /// Check the parts (every part once, of one count, same teacher/corpus/settings, each
+    /// output's sha256) and write the corpus from them; any problem is named, nothing is merged.
+    #[arg(long)]
+    pub merge: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

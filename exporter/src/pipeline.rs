@@ -346,6 +346,8 @@ pub fn run(args: &PipelineArgs) -> anyhow::Result<()> {
                 chunk: 256,
                 force: false,
                 device: args.device,
+                shard: None,
+                merge: false,
             })?;
             indented(&text);
             Ok(())

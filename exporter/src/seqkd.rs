@@ -6,18 +6,45 @@
 //!
 //! Long: translations are appended chunk by chunk to `.seqkd/` inside `--out` with a progress
 //! record, so a killed run resumes after the last finished chunk.
+//!
+//! Spread over processes or machines: `--shard I/N` translates the chunks c with c mod N = I into
+//! `.seqkd/parts/I-of-N/` (resumable the same way) and records the part when it is complete;
+//! `--merge` checks the parts (every part once, of one count, for the same teacher, corpus and
+//! settings, each output's sha256 and line count), puts the chunks back in order and writes the
+//! corpus — the bytes one process writes, since each chunk is translated alone either way.
 
-use std::{collections::BTreeMap, io::Write, path::Path};
+use std::{
+    collections::BTreeMap,
+    io::Write,
+    ops::Range,
+    path::{Path, PathBuf},
+};
 
 use anyhow::{Context, bail, ensure};
 use serde::{Deserialize, Serialize};
 use xlmc_corpus::{Manifest, Pair, SourceInfo, Split, Splits, sha256_file, split_paths, write_corpus};
 use xlmc_decoding::{DecodeOptions, decode};
 
+use xlmc_teacher_cache::Part;
+
 use crate::{cli::SeqKdArgs, model_dir, torch_device, train::progress_bar, translate::translate_lines};
 
 const WORK_DIR: &str = ".seqkd";
 const PROGRESS_FILE: &str = "progress.json";
+const OUTPUTS_FILE: &str = "outputs.txt";
+const PARTS_DIR: &str = "parts";
+/// Written in a part's folder once all its chunks are translated.
+const PART_FILE: &str = "part.json";
+
+/// A finished part, as `--merge` checks it.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct PartRecord {
+    key: String,
+    part: Part,
+    chunk: usize,
+    lines: usize,
+    sha256: String,
+}
 
 /// What has been translated so far, and for which inputs (a changed input restarts).
 #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -72,42 +99,38 @@ pub fn run(args: &SeqKdArgs) -> anyhow::Result<String> {
         sources.len(),
         args.beam
     );
-    let progress_path = work.join(PROGRESS_FILE);
-    let outputs_path = work.join("outputs.txt");
-    let mut progress: Progress = std::fs::read_to_string(&progress_path)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .filter(|p: &Progress| p.key == key)
-        .unwrap_or(Progress { key: key.clone(), ..Default::default() });
-    // Drop whatever a killed run wrote after its last progress record.
-    let file = std::fs::OpenOptions::new().create(true).write(true).truncate(false).open(&outputs_path)?;
-    file.set_len(progress.bytes)?;
-    drop(file);
-
-    if progress.done > 0 {
-        eprintln!("resuming after {} of {} sentences", progress.done, sources.len());
+    let chunk = args.chunk as usize;
+    let chunks: Vec<Range<usize>> =
+        (0..sources.len()).step_by(chunk).map(|start| start..(start + chunk).min(sources.len())).collect();
+    let outputs_path = work.join(OUTPUTS_FILE);
+    if args.merge {
+        merge_parts(&work, &key, chunk, &chunks, &outputs_path)?;
+    } else {
+        let (folder, mine) = match args.shard {
+            None => (work.clone(), chunks.clone()),
+            Some(part) => {
+                let folder = work.join(PARTS_DIR).join(part.folder_name());
+                let mine = chunks.iter().enumerate().filter(|(c, _)| part.owns(*c)).map(|(_, r)| r.clone()).collect();
+                (folder, mine)
+            }
+        };
+        std::fs::create_dir_all(&folder).with_context(|| format!("{}", folder.display()))?;
+        let translate = |lines: &[&str]| -> anyhow::Result<Vec<String>> {
+            let options = DecodeOptions { beam_size: args.beam, ..Default::default() };
+            let mut translator = teacher.translator(source_id, target_id);
+            translate_lines(&tokenizer, lines, args.batch_size, |batch| Ok(decode(&mut translator, batch, options)?))
+        };
+        let lines = translate_chunks(&folder, &key, &sources, &mine, translate)?;
+        if let Some(part) = args.shard {
+            let sha256 = sha256_file(&folder.join(OUTPUTS_FILE)).unwrap_or_default();
+            let record = PartRecord { key, part, chunk, lines, sha256 };
+            xlmc_atomic_file::write(&folder.join(PART_FILE), serde_json::to_string_pretty(&record)?.as_bytes())?;
+            return Ok(format!(
+                "{}: part {part} done, {lines} sentences; once every part is, run with --merge\n",
+                folder.display()
+            ));
+        }
     }
-    let options = DecodeOptions { beam_size: args.beam, ..Default::default() };
-    let mut translator = teacher.translator(source_id, target_id);
-    let bar = progress_bar(sources.len() as u64, "{pos}/{len} sentences  {per_sec} eta {eta}");
-    bar.set_position(progress.done as u64);
-    while progress.done < sources.len() {
-        let end = (progress.done + args.chunk as usize).min(sources.len());
-        let lines: Vec<&str> = sources[progress.done..end].iter().map(String::as_str).collect();
-        let translated = translate_lines(&tokenizer, &lines, args.batch_size, |sources| {
-            Ok(decode(&mut translator, sources, options)?)
-        })?;
-        let mut out = std::fs::OpenOptions::new().append(true).open(&outputs_path)?;
-        // One line per pair (translate_lines keeps decoded line breaks out of the text).
-        let text: String = translated.iter().map(|t| format!("{t}\n")).collect();
-        out.write_all(text.as_bytes())?;
-        out.sync_all()?;
-        progress.done = end;
-        progress.bytes += text.len() as u64;
-        xlmc_atomic_file::write(&progress_path, serde_json::to_string(&progress)?.as_bytes())?;
-        bar.set_position(end as u64);
-    }
-    bar.finish();
 
     let outputs = read_lines(&outputs_path)?;
     ensure!(
@@ -165,6 +188,132 @@ pub fn run(args: &SeqKdArgs) -> anyhow::Result<String> {
         splits.train.len(),
         args.beam
     ))
+}
+
+/// Translates the lines of `chunks` (in order) into `folder/outputs.txt`, one chunk at a time
+/// with a progress record after each, resuming after the last recorded chunk. Returns the lines.
+fn translate_chunks(
+    folder: &Path,
+    key: &str,
+    sources: &[String],
+    chunks: &[Range<usize>],
+    mut translate: impl FnMut(&[&str]) -> anyhow::Result<Vec<String>>,
+) -> anyhow::Result<usize> {
+    let progress_path = folder.join(PROGRESS_FILE);
+    let outputs_path = folder.join(OUTPUTS_FILE);
+    let mut progress: Progress = std::fs::read_to_string(&progress_path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .filter(|p: &Progress| p.key == key)
+        .unwrap_or(Progress { key: key.to_owned(), ..Default::default() });
+    // Drop whatever a killed run wrote after its last progress record.
+    let file = std::fs::OpenOptions::new().create(true).write(true).truncate(false).open(&outputs_path)?;
+    file.set_len(progress.bytes)?;
+    drop(file);
+    let total: usize = chunks.iter().map(|r| r.len()).sum();
+    if progress.done > 0 {
+        eprintln!("resuming after {} of {total} sentences", progress.done);
+    }
+    let bar = progress_bar(total as u64, "{pos}/{len} sentences  {per_sec} eta {eta}");
+    bar.set_position(progress.done as u64);
+    let mut offset = 0;
+    for range in chunks {
+        offset += range.len();
+        if offset <= progress.done {
+            continue; // recorded by an earlier run (records fall on chunk ends)
+        }
+        let lines: Vec<&str> = sources[range.clone()].iter().map(String::as_str).collect();
+        let translated = translate(&lines)?;
+        let mut out = std::fs::OpenOptions::new().append(true).open(&outputs_path)?;
+        // One line per pair (translate_lines keeps decoded line breaks out of the text).
+        let text: String = translated.iter().map(|t| format!("{t}\n")).collect();
+        out.write_all(text.as_bytes())?;
+        out.sync_all()?;
+        progress.done = offset;
+        progress.bytes += text.len() as u64;
+        xlmc_atomic_file::write(&progress_path, serde_json::to_string(&progress)?.as_bytes())?;
+        bar.set_position(offset as u64);
+    }
+    bar.finish();
+    Ok(total)
+}
+
+/// Checks every part under `work/parts` and writes their outputs back in chunk order to `out`.
+/// Every problem is named; with any, nothing is written.
+fn merge_parts(work: &Path, key: &str, chunk: usize, chunks: &[Range<usize>], out: &Path) -> anyhow::Result<()> {
+    let parts_dir = work.join(PARTS_DIR);
+    let mut folders: Vec<PathBuf> = std::fs::read_dir(&parts_dir)
+        .with_context(|| format!("{}: no parts translated here (run with --shard I/N first)", parts_dir.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    folders.sort();
+    let mut problems = Vec::new();
+    let mut count: Option<usize> = None;
+    let mut found: BTreeMap<usize, (PathBuf, Vec<String>)> = BTreeMap::new();
+    for folder in &folders {
+        let shown = folder.display();
+        let record: Option<PartRecord> =
+            std::fs::read_to_string(folder.join(PART_FILE)).ok().and_then(|t| serde_json::from_str(&t).ok());
+        let Some(record) = record else {
+            problems.push(format!("{shown}: not finished (no {PART_FILE})"));
+            continue;
+        };
+        let part = record.part;
+        if record.key != key || record.chunk != chunk {
+            problems.push(format!("{shown}: part {part} was translated with another teacher, corpus or settings"));
+            continue;
+        }
+        match count {
+            Some(n) if n != part.count => {
+                problems.push(format!("{shown}: part {part}, but other parts are of {n}"));
+                continue;
+            }
+            _ => count = Some(part.count),
+        }
+        if let Some((other, _)) = found.get(&part.index) {
+            problems.push(format!("part {part} twice: {} and {shown}", other.display()));
+            continue;
+        }
+        let outputs = folder.join(OUTPUTS_FILE);
+        if sha256_file(&outputs).as_deref() != Some(record.sha256.as_str()) {
+            problems.push(format!("{}: checksum mismatch", outputs.display()));
+            continue;
+        }
+        let lines = read_lines(&outputs)?;
+        let expected: usize = chunks.iter().enumerate().filter(|(c, _)| part.owns(*c)).map(|(_, r)| r.len()).sum();
+        if lines.len() != expected || record.lines != expected {
+            problems.push(format!("{}: {} lines, part {part} has {expected}", outputs.display(), lines.len()));
+            continue;
+        }
+        found.insert(part.index, (folder.clone(), lines));
+    }
+    match count {
+        Some(n) => problems.extend(
+            (0..n)
+                .filter(|i| !found.contains_key(i))
+                .map(|index| format!("part {} is missing", Part { index, count: n })),
+        ),
+        None if problems.is_empty() => problems.push(format!("{}: no parts", parts_dir.display())),
+        None => {}
+    }
+    if !problems.is_empty() {
+        bail!("{}; nothing was merged", problems.join("; "));
+    }
+    let n = count.expect("checked above");
+    let mut next: Vec<std::vec::IntoIter<String>> =
+        (0..n).map(|i| found.remove(&i).expect("checked").1.into_iter()).collect();
+    let mut text = String::new();
+    for (c, range) in chunks.iter().enumerate() {
+        for _ in range.clone() {
+            text.push_str(&next[c % n].next().expect("line counts checked"));
+            text.push('\n');
+        }
+    }
+    xlmc_atomic_file::write(out, text.as_bytes()).with_context(|| format!("{}", out.display()))?;
+    eprintln!("merged {n} parts: {} sentences", chunks.iter().map(|r| r.len()).sum::<usize>());
+    Ok(())
 }
 
 #[cfg(test)]

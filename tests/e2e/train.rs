@@ -541,6 +541,31 @@ fn a_killed_seqkd_run_resumes_to_the_corpus_an_uninterrupted_run_writes() {
     };
     exporter(&seqkd("clean").iter().map(String::as_str).collect::<Vec<_>>());
 
+    // The same corpus from three parts (one process each) and a merge: the same bytes. A merge
+    // before every part is done names the missing one and writes nothing.
+    let part = |extra: &[&str]| {
+        let mut args = seqkd("sharded");
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        args
+    };
+    let run = |args: Vec<String>| exporter(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    for shard in ["0/3", "2/3"] {
+        assert!(run(part(&["--shard", shard])).contains(&format!("part {shard} done")));
+    }
+    let early = Command::new(binary("exporter")).env_clear().args(part(&["--merge"])).output().unwrap();
+    let err = String::from_utf8_lossy(&early.stderr);
+    assert!(!early.status.success() && err.contains("part 1/3 is missing"), "{err}");
+    assert!(!dir.path().join("sharded/MANIFEST.json").exists(), "nothing merged");
+    run(part(&["--shard", "1/3"]));
+    run(part(&["--merge"]));
+    for file in ["train.en", "train.fr", "dev.fr", "MANIFEST.json"] {
+        assert_eq!(
+            std::fs::read_to_string(path(&format!("sharded/{file}"))).unwrap(),
+            std::fs::read_to_string(path(&format!("clean/{file}"))).unwrap().replace("/clean", "/sharded"),
+            "{file}"
+        );
+    }
+
     // Killed (SIGKILL) as soon as its first chunk is recorded, then run again.
     let mut child = Command::new(binary("exporter")).env_clear().args(seqkd("killed")).spawn().unwrap();
     let progress = dir.path().join("killed/.seqkd/progress.json");
