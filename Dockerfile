@@ -3,8 +3,16 @@
 #   docker build --target server-cuda -t xlmc-server-cuda .   the same with ONNX Runtime's CUDA provider
 #   docker build --target builder -t xlmc-builder .           toolchain image with libtorch (runs `exporter`)
 #
+#   docker build --target server --build-arg BINARIES=prebuilt -t xlmc-server CONTEXT
+#       the slim server from binaries built elsewhere: CONTEXT/prebuilt/bin/{server,healthcheck,loadgen}
+#       and CONTEXT/prebuilt/lib/libonnxruntime.so.1.30.0 (what CI builds and runs, see
+#       scripts/image-test.sh; podman and buildah take the same arguments)
+#
 # The builder stage runs the same ./xlmc entry point as a developer machine. No image here links
 # libtorch into the server: bundles (exporter export) are what it serves.
+
+# Where the server stage takes /opt/xlmc from: `builder-binaries` (built here) or `prebuilt`.
+ARG BINARIES=builder-binaries
 
 FROM rust:1.95-bookworm AS builder
 RUN apt-get update \
@@ -22,11 +30,22 @@ FROM builder AS builder-cuda
 RUN python3 -m pip install --no-deps --target /src/.deps-gpu onnxruntime-gpu==1.30.0 \
  && cargo build --release -p xlmc-server --features cuda --bins
 
+# The server's files as /opt/xlmc/{bin,lib}, built in the builder stage…
+FROM builder AS builder-binaries
+RUN mkdir -p /opt/xlmc/bin /opt/xlmc/lib \
+ && cp target/release/server target/release/healthcheck target/release/loadgen /opt/xlmc/bin/ \
+ && cp .deps/onnxruntime/capi/libonnxruntime.so.1.30.0 /opt/xlmc/lib/
+
+# …or taken as built elsewhere (CI: the binaries its tests just ran).
+FROM scratch AS prebuilt
+COPY prebuilt/ /opt/xlmc/
+
+FROM ${BINARIES} AS binaries
+
 FROM debian:bookworm-slim AS server
 RUN useradd --system --uid 10001 xlmc
 # bin/server finds ../lib/libonnxruntime.so.1.30.0 by itself (see crates/runtime).
-COPY --from=builder /src/target/release/server /src/target/release/healthcheck /src/target/release/loadgen /opt/xlmc/bin/
-COPY --from=builder /src/.deps/onnxruntime/capi/libonnxruntime.so.1.30.0 /opt/xlmc/lib/
+COPY --from=binaries /opt/xlmc/ /opt/xlmc/
 ENV XLMC_ADDR=0.0.0.0:50051 \
     XLMC_METRICS_ADDR=0.0.0.0:9090 \
     XLMC_LOG_FORMAT=json \
