@@ -21,6 +21,7 @@ pub mod report_model;
 pub mod score;
 pub mod seqkd;
 pub mod serve_demo;
+pub mod stage_command;
 pub mod stage_stamps;
 pub mod tokenizer;
 pub mod torch_device;

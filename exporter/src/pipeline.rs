@@ -19,14 +19,12 @@ use serde::{Deserialize, Serialize};
 use xlmc_corpus::{Manifest, Split, split_paths};
 
 use crate::{
-    cli::{
-        Arch, DataCommand, DistillArgs, DoctorArgs, ExportArgs, FetchArgs, MeasureOptions, PipelineArgs, Precision,
-        PruneArgs, ReportArgs, SeqKdArgs, TokenizerCommand, TrainArgs, TrainTokenizerArgs, TrainingRun,
-    },
+    cli::{Command, DataCommand, DistillAction, DoctorArgs, FetchArgs, PipelineArgs, Precision},
     data,
     distill::{self, DistillConfig},
     doctor, export, model_dir, prune, report, seqkd,
     serve_demo::{self, Demo},
+    stage_command::StageCommand,
     stage_stamps::{Stages, fingerprint, key},
     tokenizer,
     train::{self, TeacherConfig},
@@ -131,6 +129,23 @@ fn indented(text: &str) {
 }
 
 /// First `n` lines of a file.
+/// Prints a stage's command and runs exactly that line, parsed by the CLI's own parser.
+fn run_stage(command: &StageCommand) -> anyhow::Result<()> {
+    match command.parse()? {
+        Command::Tokenizer(tokenizer) => tokenizer::run(&tokenizer),
+        Command::Train(args) => train::run(&args),
+        Command::Prune(args) => Ok(indented(&prune::run(&args)?)),
+        Command::Distill(distill) => match &distill.action {
+            None => distill::run(&distill.train),
+            Some(DistillAction::Seqkd(args)) => Ok(indented(&seqkd::run(args)?)),
+            Some(DistillAction::Cache(_)) => bail!("not a pipeline stage: {command}"),
+        },
+        Command::Export(args) => Ok(indented(&export::run(&args)?)),
+        Command::Report(args) => report::run(&args),
+        _ => bail!("not a pipeline stage: {command}"),
+    }
+}
+
 fn head(path: &Path, n: usize) -> anyhow::Result<Vec<String>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
     Ok(text.lines().take(n).map(str::to_owned).collect())
@@ -197,19 +212,18 @@ pub fn run(args: &PipelineArgs) -> anyhow::Result<()> {
             stages.header("tokenizer (shared BPE)");
             let tokenizer_key =
                 key(&[&corpus_fp, &settings.vocab_size.to_string(), &settings.min_frequency.to_string()]);
+            let command = StageCommand::new(&["tokenizer", "train"])
+                .arg("--corpus", corpus.display())
+                .arg("--vocab-size", settings.vocab_size)
+                .arg("--min-frequency", settings.min_frequency)
+                .arg("--out", tokenizer_dir.display());
+            println!("      {command}");
             stages.step(
                 "tokenizer",
                 &tokenizer_dir,
                 &tokenizer_key,
                 |dir| xlmc_tokenizer::Tokenizer::load(dir).is_ok(),
-                || {
-                    tokenizer::run(&TokenizerCommand::Train(TrainTokenizerArgs {
-                        corpus: corpus.clone(),
-                        vocab_size: settings.vocab_size,
-                        min_frequency: settings.min_frequency,
-                        out: tokenizer_dir.clone(),
-                    }))
-                },
+                || run_stage(&command),
             )?;
 
             stages.header("train teacher");
@@ -221,19 +235,15 @@ pub fn run(args: &PipelineArgs) -> anyhow::Result<()> {
             let teacher_config = out.join("configs/teacher.toml");
             write_config(&teacher_config, &toml::to_string(&teacher)?)?;
             let teacher_key = key(&[&key_text(&teacher)?, &fingerprint(&tokenizer_dir), &corpus_fp]);
-            println!("      exporter train --config {} --device {device}", teacher_config.display());
+            let command =
+                StageCommand::new(&["train"]).arg("--config", teacher_config.display()).arg("--device", &device);
+            println!("      {command}");
             stages.step(
                 "teacher",
                 &teacher.out,
                 &teacher_key,
                 |dir| model_loads(&dir.join("model")),
-                || {
-                    train::run(&TrainArgs {
-                        config: teacher_config.clone(),
-                        init_from: None,
-                        run: TrainingRun { device: args.device, max_updates: None, max_minutes: None },
-                    })
-                },
+                || run_stage(&command),
             )?;
             teacher.out.join("model")
         }
@@ -242,25 +252,13 @@ pub fn run(args: &PipelineArgs) -> anyhow::Result<()> {
 
     stages.header(&format!("prune the teacher to {} layers", settings.keep));
     let pruned = out.join(format!("pruned-{}", settings.keep));
-    println!(
-        "      exporter prune --teacher {} --keep {} --out {} --force",
-        teacher_dir.display(),
-        settings.keep,
-        pruned.display()
-    );
-    stages.step("prune", &pruned, &key(&[&teacher_fp, &settings.keep]), model_loads, || {
-        let text = prune::run(&PruneArgs {
-            teacher: teacher_dir.clone(),
-            out: pruned.clone(),
-            encoder_layers: None,
-            decoder_layers: None,
-            keep: Some(settings.keep.clone()),
-            trim_vocab: None,
-            force: true,
-        })?;
-        indented(&text);
-        Ok(())
-    })?;
+    let command = StageCommand::new(&["prune"])
+        .arg("--teacher", teacher_dir.display())
+        .arg("--keep", &settings.keep)
+        .arg("--out", pruned.display())
+        .flag_if("--force", true);
+    println!("      {command}");
+    stages.step("prune", &pruned, &key(&[&teacher_fp, &settings.keep]), model_loads, || run_stage(&command))?;
     let pruned_fp = fingerprint(&pruned);
 
     let student_base = DistillConfig::read(&config_dir.join(&settings.student))?;
@@ -285,32 +283,19 @@ pub fn run(args: &PipelineArgs) -> anyhow::Result<()> {
             Some(dir) => format!("--student {}", dir.display()),
             None => "--arch bigru".into(),
         };
-        println!(
-            "      exporter distill --teacher {} {from} --config {}{} --device {device}",
-            teacher_dir.display(),
-            path.display(),
-            if no_kd { " --no-kd" } else { "" }
-        );
+        let command = StageCommand::new(&["distill"])
+            .arg("--teacher", teacher_dir.display())
+            .arg_if("--student", init.map(Path::display))
+            .arg_if("--arch", init.is_none().then_some("bigru"))
+            .arg("--config", path.display())
+            .flag_if("--no-kd", no_kd)
+            .arg("--device", &device);
+        println!("      {command}");
         let text = key_text(config)?;
         let mut parts = vec![text.as_str(), teacher_fp.as_str(), &from];
         parts.extend_from_slice(inputs);
         let stage_key = key(&parts);
-        stages.step(
-            name,
-            &config.out,
-            &stage_key,
-            |dir| model_loads(&dir.join("model")),
-            || {
-                distill::run(&DistillArgs {
-                    teacher: Some(teacher_dir.clone()),
-                    student: init.map(Path::to_owned),
-                    arch: init.is_none().then_some(Arch::Bigru),
-                    config: Some(path.clone()),
-                    no_kd,
-                    run: TrainingRun { device: args.device, max_updates: None, max_minutes: None },
-                })
-            },
-        )
+        stages.step(name, &config.out, &stage_key, |dir| model_loads(&dir.join("model")), || run_stage(&command))
     };
 
     let kd_name = format!("student-{}-kd", settings.keep);
@@ -321,37 +306,22 @@ pub fn run(args: &PipelineArgs) -> anyhow::Result<()> {
     stages.header("sequence-level KD data (the teacher translates the training sources)");
     let seqkd_corpus = out.join("seqkd-corpus");
     let limit = (settings.seqkd.sentences > 0).then_some(settings.seqkd.sentences);
-    println!(
-        "      exporter distill seqkd --teacher {} --corpus {} --out {} --beam {}{} --device {device}",
-        teacher_dir.display(),
-        corpus.display(),
-        seqkd_corpus.display(),
-        settings.seqkd.beam,
-        limit.map(|n| format!(" --limit {n}")).unwrap_or_default()
-    );
+    let command = StageCommand::new(&["distill", "seqkd"])
+        .arg("--teacher", teacher_dir.display())
+        .arg("--corpus", corpus.display())
+        .arg("--out", seqkd_corpus.display())
+        .arg("--beam", settings.seqkd.beam)
+        .arg_if("--limit", limit)
+        .arg("--chunk", 256)
+        .arg("--device", &device);
+    println!("      {command}");
     let seqkd_key = key(&[&teacher_fp, &corpus_fp, &format!("{limit:?} beam {}", settings.seqkd.beam)]);
     stages.step(
         "seqkd-corpus",
         &seqkd_corpus,
         &seqkd_key,
         |dir| Manifest::load_valid(dir).is_some(),
-        || {
-            let text = seqkd::run(&SeqKdArgs {
-                teacher: teacher_dir.clone(),
-                corpus: corpus.clone(),
-                out: seqkd_corpus.clone(),
-                beam: settings.seqkd.beam,
-                batch_size: 64,
-                limit,
-                chunk: 256,
-                force: false,
-                device: args.device,
-                shard: None,
-                merge: false,
-            })?;
-            indented(&text);
-            Ok(())
-        },
+        || run_stage(&command),
     )?;
 
     let seqkd_name = format!("student-{}-seqkd", settings.keep);
@@ -379,26 +349,18 @@ pub fn run(args: &PipelineArgs) -> anyhow::Result<()> {
     for (name, model, model_fp) in &models {
         let bundle = bundles.join(name);
         let export_key = key(&[model_fp, &precision]);
-        println!(
-            "      exporter export --model {} --out {} --precision {precision} --force",
-            model.display(),
-            bundle.display()
-        );
+        let command = StageCommand::new(&["export"])
+            .arg("--model", model.display())
+            .arg("--out", bundle.display())
+            .arg("--precision", &precision)
+            .flag_if("--force", true);
+        println!("      {command}");
         stages.step(
             &format!("bundle {name}"),
             &bundle,
             &export_key,
             |dir| xlmc_bundle::Bundle::open(dir).is_ok(),
-            || {
-                let text = export::run(&ExportArgs {
-                    model: model.clone(),
-                    out: bundle.clone(),
-                    precision: settings.precision,
-                    force: true,
-                })?;
-                indented(&text);
-                Ok(())
-            },
+            || run_stage(&command),
         )?;
         // A valid bundle's manifest holds the sha256 of each of its files (`Bundle::open` checked them).
         bundle_fps.push(fingerprint(&bundle.join(xlmc_bundle::MANIFEST_FILE)));
@@ -408,46 +370,24 @@ pub fn run(args: &PipelineArgs) -> anyhow::Result<()> {
     let report_dir = out.join("report");
     let names: Vec<String> = models.iter().map(|(name, ..)| name.clone()).collect();
     let r = &settings.report;
-    let measure = MeasureOptions {
-        test: corpus.join("test"),
-        source_lang: languages.0.clone(),
-        target_lang: languages.1.clone(),
-        sentences: (r.sentences > 0).then_some(r.sentences),
-        batch_size: 32,
-        beam: 1,
-        latency_sentences: r.latency_sentences,
-        speed_sentences: r.speed_sentences,
-        batch_sizes: r.batch_sizes.clone(),
-        threads: None,
-        device: args.device,
-    };
-    println!(
-        "      exporter report --models {} --models-dir {} --test {} --out {} --sentences {} --latency-sentences {} --speed-sentences {} --batch-sizes {}",
-        names.join(","),
-        bundles.display(),
-        measure.test.display(),
-        report_dir.display(),
-        r.sentences,
-        r.latency_sentences,
-        r.speed_sentences,
-        r.batch_sizes.iter().map(usize::to_string).collect::<Vec<_>>().join(",")
-    );
-    let report_key = key(&[&bundle_fps.join(","), &corpus_fp, &format!("{measure:?}")]);
-    stages.step(
-        "report",
-        &report_dir,
-        &report_key,
-        |dir| dir.join("report.json").is_file(),
-        || {
-            report::run(&ReportArgs {
-                models: names.clone(),
-                models_dir: bundles.clone(),
-                out: report_dir.clone(),
-                replot: false,
-                measure: measure.clone(),
-            })
-        },
-    )?;
+    let batch_sizes: Vec<String> = r.batch_sizes.iter().map(usize::to_string).collect();
+    let command = StageCommand::new(&["report"])
+        .arg("--models", names.join(","))
+        .arg("--models-dir", bundles.display())
+        .arg("--out", report_dir.display())
+        .arg("--test", corpus.join("test").display())
+        .arg("--source-lang", &languages.0)
+        .arg("--target-lang", &languages.1)
+        .arg_if("--sentences", (r.sentences > 0).then_some(r.sentences))
+        .arg("--batch-size", 32)
+        .arg("--beam", 1)
+        .arg("--latency-sentences", r.latency_sentences)
+        .arg("--speed-sentences", r.speed_sentences)
+        .arg("--batch-sizes", batch_sizes.join(","))
+        .arg("--device", &device);
+    println!("      {command}");
+    let report_key = key(&[&bundle_fps.join(","), &corpus_fp, &command.to_string()]);
+    stages.step("report", &report_dir, &report_key, |dir| dir.join("report.json").is_file(), || run_stage(&command))?;
 
     stages.header("serve the bundles and translate through gRPC");
     let step = Instant::now();

@@ -43,6 +43,13 @@ fn tiny_pipeline_runs_every_stage_then_skips_what_is_built() {
         assert!(first.contains(&format!("[{n}/12] ")), "stage {n} missing:\n{first}");
     }
     assert_eq!(lines_with(&first, "skipped"), 0, "{first}");
+    // Each stage ran the very line it printed (parsed by the CLI's own parser): the report's line
+    // carries the languages and the device, and no `--sentences 0`.
+    let report_line = first.lines().find(|l| l.trim_start().starts_with("exporter report ")).expect("report line");
+    for flag in ["--source-lang en", "--target-lang fr", "--device cpu", "--test "] {
+        assert!(report_line.contains(flag), "{flag} not in {report_line}");
+    }
+    assert!(!report_line.contains("--sentences 0"), "{report_line}");
     for name in STUDENTS {
         assert!(std::fs::metadata(path(&format!("run/configs/{name}.toml"))).is_ok(), "{name}'s config");
     }
