@@ -134,13 +134,13 @@ fn run_stage(command: &StageCommand) -> anyhow::Result<()> {
     match command.parse()? {
         Command::Tokenizer(tokenizer) => tokenizer::run(&tokenizer),
         Command::Train(args) => train::run(&args),
-        Command::Prune(args) => Ok(indented(&prune::run(&args)?)),
+        Command::Prune(args) => prune::run(&args).map(|text| indented(&text)),
         Command::Distill(distill) => match &distill.action {
             None => distill::run(&distill.train),
-            Some(DistillAction::Seqkd(args)) => Ok(indented(&seqkd::run(args)?)),
+            Some(DistillAction::Seqkd(args)) => seqkd::run(args).map(|text| indented(&text)),
             Some(DistillAction::Cache(_)) => bail!("not a pipeline stage: {command}"),
         },
-        Command::Export(args) => Ok(indented(&export::run(&args)?)),
+        Command::Export(args) => export::run(&args).map(|text| indented(&text)),
         Command::Report(args) => report::run(&args),
         _ => bail!("not a pipeline stage: {command}"),
     }
