@@ -6,25 +6,31 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use xlmc_tokenizer::Tokenizer;
-use xlmc_transformer::{SaveOptions, Seq2Seq};
+use xlmc_transformer::Seq2Seq;
 
 use crate::{cli::AverageArgs, model_dir};
 
 pub fn run(args: &AverageArgs) -> anyhow::Result<String> {
     anyhow::ensure!(args.model.len() >= 2, "--model: give two or more model folders to average");
-    let (first, tokenizer) = model_dir::load(&args.model[0], tch::Device::Cpu).context("--model")?;
-    drop(first);
+    // Tokenizers only: `Seq2Seq::average` reads each folder's weights once, checking every config.
+    let load_tokenizer =
+        |dir: &Path| Tokenizer::load(dir).with_context(|| format!("--model {}: tokenizer", dir.display()));
+    let tokenizer = load_tokenizer(&args.model[0])?;
     for dir in &args.model[1..] {
-        let (_, other) = model_dir::load(dir, tch::Device::Cpu).context("--model")?;
-        same_vocabulary(&tokenizer, &other).with_context(|| {
+        same_vocabulary(&tokenizer, &load_tokenizer(dir)?).with_context(|| {
             format!("--model {}: its tokenizer differs from --model {}'s", dir.display(), args.model[0].display())
         })?;
     }
     let dirs: Vec<&Path> = args.model.iter().map(PathBuf::as_path).collect();
-    let model = Seq2Seq::average(&dirs, tch::Device::Cpu)?;
-    let options =
-        SaveOptions { half: args.half, max_shard_bytes: args.shard_mib.map(|mib| (mib * 1024.0 * 1024.0) as u64) };
-    model.save_with(&args.out, options).with_context(|| format!("--out {}", args.out.display()))?;
+    let model = Seq2Seq::average(&dirs, tch::Device::Cpu).context("--model")?;
+    anyhow::ensure!(
+        tokenizer.vocab_size() as i64 == model.config.n_words,
+        "--model {}: the tokenizer has {} tokens but the model {}",
+        args.model[0].display(),
+        tokenizer.vocab_size(),
+        model.config.n_words
+    );
+    model.save_with(&args.out, args.weights.save_options()).with_context(|| format!("--out {}", args.out.display()))?;
     tokenizer.save(&args.out).with_context(|| format!("--out {}: tokenizer", args.out.display()))?;
     if let Some(record) = averaged_record(&args.model)? {
         record.write(&args.out)?;
@@ -36,7 +42,7 @@ pub fn run(args: &AverageArgs) -> anyhow::Result<String> {
         args.model.len(),
         reloaded.parameters(),
         model_dir::weight_bytes(&args.out) as f64 / (1024.0 * 1024.0),
-        if args.half { "fp16" } else { "fp32" },
+        if args.weights.half { "fp16" } else { "fp32" },
     ))
 }
 

@@ -427,12 +427,28 @@ pub struct ConvertArgs {
     /// Model directory to write (may be --model itself: its weight files are replaced).
     #[arg(long)]
     pub out: PathBuf,
+    #[command(flatten)]
+    pub weights: WeightFiles,
+}
+
+/// How a written model folder stores its weights (`convert`, `average`).
+#[derive(Debug, Args)]
+pub struct WeightFiles {
     /// Store fp16 weights (they are computed in fp32 after loading).
     #[arg(long)]
     pub half: bool,
     /// Split the weights into shards of at most this many MiB, listed in model.safetensors.index.json.
     #[arg(long, value_parser = parse_positive_mib)]
     pub shard_mib: Option<f64>,
+}
+
+impl WeightFiles {
+    pub fn save_options(&self) -> xlmc_transformer::SaveOptions {
+        xlmc_transformer::SaveOptions {
+            half: self.half,
+            max_shard_bytes: self.shard_mib.map(|mib| (mib * 1024.0 * 1024.0) as u64),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -444,12 +460,8 @@ pub struct AverageArgs {
     /// Model directory to write.
     #[arg(long)]
     pub out: PathBuf,
-    /// Store fp16 weights.
-    #[arg(long)]
-    pub half: bool,
-    /// Split the weights into shards of at most this many MiB.
-    #[arg(long, value_parser = parse_positive_mib)]
-    pub shard_mib: Option<f64>,
+    #[command(flatten)]
+    pub weights: WeightFiles,
 }
 
 fn parse_positive_mib(text: &str) -> Result<f64, String> {

@@ -2,15 +2,12 @@
 //! (for shipping: git hosts and artifact stores cap file sizes). Loading accepts every layout.
 
 use anyhow::Context;
-use xlmc_transformer::SaveOptions;
 
 use crate::{cli::ConvertArgs, model_dir};
 
 pub fn run(args: &ConvertArgs) -> anyhow::Result<String> {
     let (model, tokenizer) = model_dir::load(&args.model, tch::Device::Cpu).context("--model")?;
-    let options =
-        SaveOptions { half: args.half, max_shard_bytes: args.shard_mib.map(|mib| (mib * 1024.0 * 1024.0) as u64) };
-    model.save_with(&args.out, options).with_context(|| format!("--out {}", args.out.display()))?;
+    model.save_with(&args.out, args.weights.save_options()).with_context(|| format!("--out {}", args.out.display()))?;
     tokenizer.save(&args.out).with_context(|| format!("--out {}: tokenizer", args.out.display()))?;
     // The training record goes with the weights (`train --init-from` continues its schedule).
     if let Some(record) = model_dir::TrainingRecord::read(&args.model)? {
@@ -23,7 +20,7 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<String> {
         "{}: {} parameters, {} weights, {:.1} MiB of safetensors\n",
         args.out.display(),
         reloaded.parameters(),
-        if args.half { "fp16" } else { "fp32" },
+        if args.weights.half { "fp16" } else { "fp32" },
         bytes as f64 / (1024.0 * 1024.0)
     ))
 }

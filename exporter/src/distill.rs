@@ -202,7 +202,11 @@ pub fn run_cache(args: &CacheArgs) -> anyhow::Result<()> {
         (true, _) => {
             let parts = match &args.parts {
                 Some(parts) => parts.clone(),
-                None => part_folders(&config.parts_dir())?,
+                None => {
+                    let dir = config.parts_dir();
+                    xlmc_teacher_cache::part_folders(&dir)
+                        .with_context(|| format!("{}: no parts built here", dir.display()))?
+                }
             };
             let out = config.cache_dir();
             let shards = xlmc_teacher_cache::merge(&parts, &out, &spec)
@@ -212,14 +216,6 @@ pub fn run_cache(args: &CacheArgs) -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-/// The part folders under `dir`, in name order.
-fn part_folders(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let entries = std::fs::read_dir(dir).with_context(|| format!("{}: no parts built here", dir.display()))?;
-    let mut parts: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_dir()).collect();
-    parts.sort();
-    Ok(parts)
 }
 
 /// How the student's ids relate to the teacher's: `None` when they share one vocabulary,

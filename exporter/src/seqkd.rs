@@ -13,19 +13,14 @@
 //! settings, each output's sha256 and line count), puts the chunks back in order and writes the
 //! corpus — the bytes one process writes, since each chunk is translated alone either way.
 
-use std::{
-    collections::BTreeMap,
-    io::Write,
-    ops::Range,
-    path::{Path, PathBuf},
-};
+use std::{collections::BTreeMap, io::Write, ops::Range, path::Path};
 
 use anyhow::{Context, bail, ensure};
 use serde::{Deserialize, Serialize};
 use xlmc_corpus::{Manifest, Pair, SourceInfo, Split, Splits, sha256_file, split_paths, write_corpus};
 use xlmc_decoding::{DecodeOptions, decode};
 
-use xlmc_teacher_cache::Part;
+use xlmc_teacher_cache::{Part, PartRoll};
 
 use crate::{cli::SeqKdArgs, model_dir, torch_device, train::progress_bar, translate::translate_lines};
 
@@ -242,16 +237,11 @@ fn translate_chunks(
 /// Every problem is named; with any, nothing is written.
 fn merge_parts(work: &Path, key: &str, chunk: usize, chunks: &[Range<usize>], out: &Path) -> anyhow::Result<()> {
     let parts_dir = work.join(PARTS_DIR);
-    let mut folders: Vec<PathBuf> = std::fs::read_dir(&parts_dir)
-        .with_context(|| format!("{}: no parts translated here (run with --shard I/N first)", parts_dir.display()))?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
-    folders.sort();
+    let folders = xlmc_teacher_cache::part_folders(&parts_dir)
+        .with_context(|| format!("{}: no parts translated here (run with --shard I/N first)", parts_dir.display()))?;
     let mut problems = Vec::new();
-    let mut count: Option<usize> = None;
-    let mut found: BTreeMap<usize, (PathBuf, Vec<String>)> = BTreeMap::new();
+    let mut roll = PartRoll::default();
+    let mut found: BTreeMap<usize, Vec<String>> = BTreeMap::new();
     for folder in &folders {
         let shown = folder.display();
         let record: Option<PartRecord> =
@@ -265,15 +255,8 @@ fn merge_parts(work: &Path, key: &str, chunk: usize, chunks: &[Range<usize>], ou
             problems.push(format!("{shown}: part {part} was translated with another teacher, corpus or settings"));
             continue;
         }
-        match count {
-            Some(n) if n != part.count => {
-                problems.push(format!("{shown}: part {part}, but other parts are of {n}"));
-                continue;
-            }
-            _ => count = Some(part.count),
-        }
-        if let Some((other, _)) = found.get(&part.index) {
-            problems.push(format!("part {part} twice: {} and {shown}", other.display()));
+        if let Err(problem) = roll.add(part, folder) {
+            problems.push(problem);
             continue;
         }
         let outputs = folder.join(OUTPUTS_FILE);
@@ -287,23 +270,18 @@ fn merge_parts(work: &Path, key: &str, chunk: usize, chunks: &[Range<usize>], ou
             problems.push(format!("{}: {} lines, part {part} has {expected}", outputs.display(), lines.len()));
             continue;
         }
-        found.insert(part.index, (folder.clone(), lines));
+        found.insert(part.index, lines);
     }
-    match count {
-        Some(n) => problems.extend(
-            (0..n)
-                .filter(|i| !found.contains_key(i))
-                .map(|index| format!("part {} is missing", Part { index, count: n })),
-        ),
-        None if problems.is_empty() => problems.push(format!("{}: no parts", parts_dir.display())),
-        None => {}
+    problems.extend(roll.missing());
+    if roll.count().is_none() && problems.is_empty() {
+        problems.push(format!("{}: no parts", parts_dir.display()));
     }
     if !problems.is_empty() {
         bail!("{}; nothing was merged", problems.join("; "));
     }
-    let n = count.expect("checked above");
+    let n = roll.count().expect("checked above");
     let mut next: Vec<std::vec::IntoIter<String>> =
-        (0..n).map(|i| found.remove(&i).expect("checked").1.into_iter()).collect();
+        (0..n).map(|i| found.remove(&i).expect("checked").into_iter()).collect();
     let mut text = String::new();
     for (c, range) in chunks.iter().enumerate() {
         for _ in range.clone() {

@@ -211,14 +211,6 @@ impl BiGru {
         std::fs::rename(&tmp, &path).map_err(|e| file_error(&path, e))
     }
 
-    /// Whether `dir/config.json` describes a BiGRU.
-    pub fn is_saved_in(dir: &Path) -> bool {
-        std::fs::read_to_string(dir.join(CONFIG_FILE))
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .is_some_and(|v| xlmc_bundle::contract::folder_architecture(&v) == Ok(ARCHITECTURE))
-    }
-
     /// Reads a model saved by [`BiGru::save`]; every name and shape is checked before copying.
     pub fn load(dir: &Path, device: Device) -> Result<Self, CheckpointError> {
         let config_path = dir.join(CONFIG_FILE);

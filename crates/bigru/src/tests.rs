@@ -100,7 +100,9 @@ fn saved_models_load_identically_and_mismatches_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let original = model();
     original.save(dir.path()).unwrap();
-    assert!(BiGru::is_saved_in(dir.path()));
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join(crate::CONFIG_FILE)).unwrap()).unwrap();
+    assert_eq!(xlmc_bundle::contract::folder_architecture(&config), Ok(crate::ARCHITECTURE));
     let loaded = BiGru::load(dir.path(), Device::Cpu).unwrap();
     let all = sources(10);
     let run = |m: &BiGru| decode(&mut m.translator(0, 1), &all, DecodeOptions::default()).unwrap();

@@ -22,7 +22,7 @@ use memmap2::Mmap;
 use sha2::{Digest, Sha256};
 
 mod parts;
-pub use parts::{Part, merge};
+pub use parts::{Part, PartRoll, merge, part_folders};
 
 const MAGIC: &[u8; 8] = b"XLMCKD01";
 const HEADER: usize = 24;

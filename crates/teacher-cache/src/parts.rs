@@ -51,6 +51,57 @@ impl std::str::FromStr for Part {
     }
 }
 
+/// The parts a merge has found: each once, all of one count. Shared by every merge of parts (the
+/// top-k cache here, the seq-KD corpus in `exporter`), so they accept and name parts alike.
+#[derive(Debug, Default)]
+pub struct PartRoll {
+    count: Option<usize>,
+    seen: BTreeMap<usize, PathBuf>,
+}
+
+impl PartRoll {
+    /// Records `part`, found in `dir`; a part of another count than the first, or one found
+    /// already, is not recorded and its problem is returned.
+    pub fn add(&mut self, part: Part, dir: &Path) -> Result<(), String> {
+        let shown = dir.display();
+        match self.count {
+            Some(n) if n != part.count => return Err(format!("{shown}: part {part}, but other parts are of {n}")),
+            _ => self.count = Some(part.count),
+        }
+        if let Some(other) = self.seen.get(&part.index) {
+            return Err(format!("part {part} twice: {} and {shown}", other.display()));
+        }
+        self.seen.insert(part.index, dir.to_owned());
+        Ok(())
+    }
+
+    /// The count every recorded part shares (`None` before the first).
+    pub fn count(&self) -> Option<usize> {
+        self.count
+    }
+
+    /// One `part I/N is missing` per part not recorded.
+    pub fn missing(&self) -> Vec<String> {
+        let Some(count) = self.count else { return Vec::new() };
+        (0..count)
+            .filter(|i| !self.seen.contains_key(i))
+            .map(|index| format!("part {} is missing", Part { index, count }))
+            .collect()
+    }
+}
+
+/// The part folders under `dir` (where `--shard` builds them), in name order.
+pub fn part_folders(dir: &Path) -> Result<Vec<PathBuf>, CacheError> {
+    let mut parts: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io(dir))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    parts.sort();
+    Ok(parts)
+}
+
 /// Checks the part folders `parts` — each built for `spec`, parts of one count, every part once,
 /// each holding exactly its shards with their checksums — and only then copies their shards into
 /// the cache folder `out` and writes its manifest. Every problem is named; with any, nothing is
@@ -60,8 +111,7 @@ pub fn merge(parts: &[PathBuf], out: &Path, spec: &CacheSpec) -> Result<usize, C
     if parts.is_empty() {
         problems.push("no part folders given".to_owned());
     }
-    let mut count: Option<usize> = None;
-    let mut seen: BTreeMap<usize, &Path> = BTreeMap::new();
+    let mut roll = PartRoll::default();
     let mut sources: BTreeMap<usize, (PathBuf, crate::ShardInfo)> = BTreeMap::new();
     for dir in parts {
         let shown = dir.display();
@@ -77,15 +127,8 @@ pub fn merge(parts: &[PathBuf], out: &Path, spec: &CacheSpec) -> Result<usize, C
             problems.push(format!("{shown}: a whole cache, not a part"));
             continue;
         };
-        match count {
-            Some(n) if n != part.count => {
-                problems.push(format!("{shown}: part {part}, but other parts are of {n}"));
-                continue;
-            }
-            _ => count = Some(part.count),
-        }
-        if let Some(other) = seen.insert(part.index, dir) {
-            problems.push(format!("part {part} twice: {} and {shown}", other.display()));
+        if let Err(problem) = roll.add(part, dir) {
+            problems.push(problem);
             continue;
         }
         for shard in (0..spec.shards()).filter(|&s| part.owns(s)) {
@@ -106,11 +149,7 @@ pub fn merge(parts: &[PathBuf], out: &Path, spec: &CacheSpec) -> Result<usize, C
             problems.push(format!("{shown}: holds shard {shard}, which is not part {part}'s"));
         }
     }
-    if let Some(n) = count {
-        for index in (0..n).filter(|i| !seen.contains_key(i)) {
-            problems.push(format!("part {} is missing", Part { index, count: n }));
-        }
-    }
+    problems.extend(roll.missing());
     if !problems.is_empty() {
         return Err(CacheError::Merge { problems });
     }
