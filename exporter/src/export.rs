@@ -76,6 +76,20 @@ fn max_diff(torch: &Tensor, ort: &[f32]) -> f64 {
     torch.iter().zip(ort).map(|(a, b)| f64::from((a - b).abs())).fold(0.0, f64::max)
 }
 
+/// The largest difference between the two backends' decoding states, tensor by tensor (both
+/// keep them where the contract's `state` module says).
+fn state_diff(
+    torch: &xlmc_decoding::RowState<Tensor, Tensor>,
+    ort: &xlmc_decoding::RowState<ndarray::ArrayD<f32>, ndarray::Array2<bool>>,
+) -> f64 {
+    assert_eq!(torch.tensors().count(), ort.tensors().count(), "same number of state tensors");
+    torch
+        .tensors()
+        .zip(ort.tensors())
+        .map(|((_, t), (_, o))| max_diff(t, o.as_slice().expect("standard layout")))
+        .fold(0.0, f64::max)
+}
+
 /// Feeds both step models the same batch and, each step, the same tokens (the first's argmax),
 /// so every difference is numerical; returns the max |Δ log-prob|.
 fn compare_steps<A: StepModel, B: StepModel>(
@@ -122,11 +136,7 @@ pub fn verify(args: &VerifyArgs) -> anyhow::Result<String> {
         (AnyModel::Transformer(m), OrtModel::Transformer(o)) => {
             let (mut torch, mut onnx) = (m.translator(langs.0, langs.1), o.translator(langs.0, langs.1));
             let (mut t_state, mut o_state) = (torch.encode(batch)?, onnx.encode(batch)?);
-            let mut encoder_diff: f64 = 0.0;
-            for ((tk, tv), (ok, ov)) in t_state.cross_keys_values().iter().zip(o_state.cross_keys_values()) {
-                encoder_diff = encoder_diff.max(max_diff(tk, ok.as_slice().expect("standard layout")));
-                encoder_diff = encoder_diff.max(max_diff(tv, ov.as_slice().expect("standard layout")));
-            }
+            let encoder_diff = state_diff(&t_state, &o_state);
             let decoder_diff =
                 compare_steps(&mut torch, &mut t_state, &mut onnx, &mut o_state, batch.len(), args.steps)?;
             (encoder_diff, decoder_diff, format!("cross-attention keys/values of {} layers", m.config.n_dec_layers))
@@ -134,12 +144,10 @@ pub fn verify(args: &VerifyArgs) -> anyhow::Result<String> {
         (AnyModel::BiGru(m), OrtModel::BiGru(o)) => {
             let (mut torch, mut onnx) = (m.translator(langs.0, langs.1), o.translator(langs.0, langs.1));
             let (mut t_state, mut o_state) = (torch.encode(batch)?, onnx.encode(batch)?);
-            let ((t_enc, t_h), (o_enc, o_h)) = (t_state.encoded_and_h(), o_state.encoded_and_h());
-            let encoder_diff = max_diff(t_enc, o_enc.as_slice().expect("standard layout"))
-                .max(max_diff(t_h, o_h.as_slice().expect("standard layout")));
+            let encoder_diff = state_diff(&t_state, &o_state);
             let decoder_diff =
                 compare_steps(&mut torch, &mut t_state, &mut onnx, &mut o_state, batch.len(), args.steps)?;
-            (encoder_diff, decoder_diff, "encoder states and the first decoder state".to_owned())
+            (encoder_diff, decoder_diff, "encoder states, attention keys and the first decoder state".to_owned())
         }
         _ => bail!("--model and --bundle differ in architecture"),
     };

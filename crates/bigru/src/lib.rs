@@ -22,12 +22,15 @@ use std::{
 };
 
 use tch::{Device, Kind, Tensor, nn};
-use xlmc_decoding::{StepModel, xlm_source_layout};
+use xlmc_decoding::{Columns, RowState, StepModel, xlm_source_layout};
 
 mod onnx;
 pub use onnx::{DECODER_FILE, ENCODER_FILE, OnnxGraphs};
 
-use xlmc_bundle::contract::Architecture;
+use xlmc_bundle::contract::{
+    Architecture,
+    state::bigru::{ENCODED, HIDDEN as H, KEYS},
+};
 pub use xlmc_bundle::contract::{CONFIG_FILE, WEIGHTS_FILE};
 /// `config.json`'s `architecture` for this model (Transformer configs have none).
 pub const ARCHITECTURE: Architecture = Architecture::BiGru;
@@ -139,21 +142,11 @@ pub struct BiGru {
     pred_bias: Tensor,
 }
 
-/// Per-row decoder state.
-#[derive(Debug)]
-pub struct State {
-    h: Tensor,           // [rows, 2H]
-    encoded: Tensor,     // [rows, src_len, 2H]
-    keys: Tensor,        // encoded · W_aᵀ: [rows, src_len, 2H], computed once per source
-    source_mask: Tensor, // [rows, src_len] bool
-}
-
-impl State {
-    /// The encoder's states [rows, src_len, 2H] and the decoder state [rows, 2H].
-    pub fn encoded_and_h(&self) -> (&Tensor, &Tensor) {
-        (&self.encoded, &self.h)
-    }
-}
+/// Per-row decoder state, xlmc-decoding's row state over libtorch tensors: the source mask
+/// [rows, src_len], and the hidden state [rows, 2H] with what it attends over, the encoder
+/// states and their attention keys `encoded · W_aᵀ` [rows, src_len, 2H] (computed once per
+/// source), where `contract::state::bigru` puts them.
+pub type State = RowState<Tensor, Tensor>;
 
 impl BiGru {
     pub fn new(config: Config, device: Device) -> Self {
@@ -292,19 +285,23 @@ impl BiGru {
 
     fn new_state(&self, encoded: Tensor, source_mask: Tensor, h: Tensor) -> State {
         let keys = encoded.matmul(&self.attention.tr());
-        State { h, encoded, keys, source_mask }
+        let rows = h.size()[0];
+        let steps_mask = Tensor::zeros([rows, 0], (Kind::Bool, h.device()));
+        let tensors = vec![(Columns::Fixed, h), (Columns::Source(1), encoded), (Columns::Source(1), keys)];
+        State::new(source_mask, steps_mask, rows as usize, tensors)
     }
 
     /// One decoder step for every row: returns the output logits [rows, vocab].
     fn decoder_step(&self, state: &mut State, tokens: &Tensor, lang: i64, train: bool) -> Tensor {
         let x = self.embed(&self.dec_embeddings, &self.dec_langs, tokens, lang, train);
-        state.h = self.dec_gru.cell(&self.dec_gru.project_inputs(&x), &state.h);
+        let h = self.dec_gru.cell(&self.dec_gru.project_inputs(&x), state.tensor(H));
         // Luong general: score(h, e_s) = hᵀ W e_s; `keys` hold (W e_s)ᵀ, computed once per source.
-        let scores = state.keys.matmul(&state.h.unsqueeze(-1)).squeeze_dim(-1);
-        let scores = scores.masked_fill(&state.source_mask.logical_not(), f64::NEG_INFINITY);
-        let weights = scores.softmax(-1, Kind::Float).to_kind(state.h.kind());
-        let context = weights.unsqueeze(1).matmul(&state.encoded).squeeze_dim(1);
-        let combined = tch::nn::Module::forward(&self.combine, &Tensor::cat(&[&state.h, &context], 1)).tanh();
+        let scores = state.tensor(KEYS).matmul(&h.unsqueeze(-1)).squeeze_dim(-1);
+        let scores = scores.masked_fill(&state.source_mask().logical_not(), f64::NEG_INFINITY);
+        let weights = scores.softmax(-1, Kind::Float).to_kind(h.kind());
+        let context = weights.unsqueeze(1).matmul(state.tensor(ENCODED)).squeeze_dim(1);
+        let combined = tch::nn::Module::forward(&self.combine, &Tensor::cat(&[&h, &context], 1)).tanh();
+        *state.tensor_mut(H) = h;
         let combined = combined.dropout(self.config.dropout, train);
         combined.matmul(&self.dec_embeddings.tr()) + &self.pred_bias
     }
@@ -372,7 +369,7 @@ impl StepModel for Translator<'_> {
 
     fn step(&mut self, state: &mut State, last_tokens: &[u32]) -> Result<Vec<f32>, StepError> {
         let tokens: Vec<i64> = last_tokens.iter().map(|&t| i64::from(t)).collect();
-        let tokens = Tensor::from_slice(&tokens).to(state.h.device());
+        let tokens = Tensor::from_slice(&tokens).to(state.tensor(H).device());
         tch::no_grad(|| {
             let logits = self.model.decoder_step(state, &tokens, self.target_lang, false);
             Ok(Vec::<f32>::try_from(logits.log_softmax(-1, Kind::Float).flatten(0, -1).to(Device::Cpu))?)
@@ -380,30 +377,11 @@ impl StepModel for Translator<'_> {
     }
 
     fn select(&mut self, state: &mut State, rows: &[usize]) -> Result<(), StepError> {
-        let index: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
-        let index = Tensor::from_slice(&index).to(state.h.device());
-        for tensor in [&mut state.h, &mut state.encoded, &mut state.keys, &mut state.source_mask] {
-            *tensor = tensor.index_select(0, &index);
-        }
-        Ok(())
+        Ok(state.select(rows)?)
     }
 
     fn append(&mut self, state: &mut State, other: State) -> Result<(), StepError> {
-        let len = state.encoded.size()[1].max(other.encoded.size()[1]);
-        let pad = |t: &Tensor| {
-            let extra = len - t.size()[1];
-            if extra == 0 {
-                return t.shallow_clone();
-            }
-            let mut shape = t.size();
-            shape[1] = extra;
-            Tensor::cat(&[t, &Tensor::zeros(shape.as_slice(), (t.kind(), t.device()))], 1)
-        };
-        state.h = Tensor::cat(&[&state.h, &other.h], 0);
-        state.encoded = Tensor::cat(&[pad(&state.encoded), pad(&other.encoded)], 0);
-        state.keys = Tensor::cat(&[pad(&state.keys), pad(&other.keys)], 0);
-        state.source_mask = Tensor::cat(&[pad(&state.source_mask), pad(&other.source_mask)], 0);
-        Ok(())
+        Ok(state.append(other)?)
     }
 }
 

@@ -130,6 +130,36 @@ pub mod graph {
     pub const HIDDEN_OUT: &str = "h_out";
 }
 
+/// Where each cached tensor sits in a decoding state (xlmc-decoding's `RowState`), the same for
+/// the libtorch and the ONNX Runtime step model of an architecture, so their states compare
+/// tensor by tensor.
+pub mod state {
+    /// Transformer: decoder layer `layer`'s tensors start at `PER_LAYER · layer`.
+    pub mod transformer {
+        pub const PER_LAYER: usize = 4;
+        /// Cross-attention keys / values `[rows, heads, src_len, head_dim]`.
+        pub const CROSS_K: usize = 0;
+        pub const CROSS_V: usize = 1;
+        /// Cached self-attention keys / values `[rows, heads, steps, head_dim]`.
+        pub const PAST_K: usize = 2;
+        pub const PAST_V: usize = 3;
+
+        /// Tensor `slot` of decoder layer `layer`.
+        pub const fn at(layer: usize, slot: usize) -> usize {
+            PER_LAYER * layer + slot
+        }
+    }
+
+    /// BiGRU.
+    pub mod bigru {
+        /// The recurrent state `[rows, d]`.
+        pub const HIDDEN: usize = 0;
+        /// The encoder states and their attention keys `[rows, src_len, d]`.
+        pub const ENCODED: usize = 1;
+        pub const KEYS: usize = 2;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

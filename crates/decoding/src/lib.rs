@@ -16,10 +16,12 @@
 
 mod model;
 mod options;
+mod rows;
 mod search;
 
 pub use model::{StepModel, xlm_source_layout};
 pub use options::{DecodeOptions, MaxLength};
+pub use rows::{Columns, RowMask, RowState, RowTensor};
 pub use search::{Finish, Finished, Hypothesis, Search, decode, decode_joining};
 
 /// XLM's end-of-sentence id, which also starts decoding.

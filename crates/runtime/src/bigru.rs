@@ -2,17 +2,22 @@
 //! module): the recurrent state `h` is the only thing a step changes.
 
 use std::borrow::Cow;
-use xlmc_bundle::contract::graph;
 
-use ndarray::{Array1, Array2, Array3, Axis};
+use ndarray::{Array1, Array2, ArrayD};
 use ort::session::{Session, SessionInputValue};
 use serde::Deserialize;
-use xlmc_bundle::Bundle;
-use xlmc_decoding::{StepModel, xlm_source_layout};
+use xlmc_bundle::{
+    Bundle,
+    contract::{
+        graph,
+        state::bigru::{ENCODED, HIDDEN as H, KEYS},
+    },
+};
+use xlmc_decoding::{Columns, RowState, StepModel, xlm_source_layout};
 
 use crate::{
     RuntimeError, SessionOptions,
-    arrays::{concat, keep_range, output, pad_axis, used_columns, view},
+    arrays::{output, view},
 };
 
 /// What the runtime needs of a BiGRU's config (the bundle manifest's `config`).
@@ -30,21 +35,10 @@ pub struct OrtBiGru {
     pub spec: BiGruSpec,
 }
 
-/// Per-row state: the decoder's hidden state and what it attends over.
-#[derive(Debug, Clone)]
-pub struct OrtBiGruState {
-    h: Array2<f32>,            // [rows, 2H]
-    encoded: Array3<f32>,      // [rows, src_len, 2H]
-    keys: Array3<f32>,         // [rows, src_len, 2H]
-    source_mask: Array2<bool>, // [rows, src_len]
-}
-
-impl OrtBiGruState {
-    /// The encoder's states and the decoder state, for comparisons with libtorch.
-    pub fn encoded_and_h(&self) -> (&Array3<f32>, &Array2<f32>) {
-        (&self.encoded, &self.h)
-    }
-}
+/// Per-row state: the source mask, and the decoder's hidden state [rows, 2H] with what it
+/// attends over, the encoder states and their attention keys [rows, src_len, 2H]
+/// (where `contract::state::bigru` puts them).
+pub type OrtBiGruState = RowState<ArrayD<f32>, Array2<bool>>;
 
 impl OrtBiGru {
     pub fn load(bundle: &Bundle, options: &SessionOptions) -> Result<Self, RuntimeError> {
@@ -83,12 +77,18 @@ impl StepModel for OrtBiGruTranslator<'_> {
             (graph::LANG.into(), view(&lang)?),
         ];
         let outputs = self.model.encoder.run(inputs)?;
-        Ok(OrtBiGruState {
-            h: output(&outputs, graph::HIDDEN)?,
-            encoded: output(&outputs, graph::ENCODED)?,
-            keys: output(&outputs, graph::KEYS)?,
-            source_mask: output(&outputs, graph::SOURCE_MASK)?,
-        })
+        let tensors = vec![
+            (Columns::Fixed, output(&outputs, graph::HIDDEN)?),
+            (Columns::Source(1), output(&outputs, graph::ENCODED)?),
+            (Columns::Source(1), output(&outputs, graph::KEYS)?),
+        ];
+        let rows = sources.len();
+        Ok(OrtBiGruState::new(
+            output(&outputs, graph::SOURCE_MASK)?,
+            Array2::from_elem((rows, 0), false),
+            rows,
+            tensors,
+        ))
     }
 
     fn step(&mut self, state: &mut OrtBiGruState, last_tokens: &[u32]) -> Result<Vec<f32>, RuntimeError> {
@@ -97,43 +97,24 @@ impl StepModel for OrtBiGruTranslator<'_> {
         let inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = vec![
             (graph::TOKENS.into(), view(&tokens)?),
             (graph::LANG.into(), view(&lang)?),
-            (graph::HIDDEN.into(), view(&state.h)?),
-            (graph::ENCODED.into(), view(&state.encoded)?),
-            (graph::KEYS.into(), view(&state.keys)?),
-            (graph::SOURCE_MASK.into(), view(&state.source_mask)?),
+            (graph::HIDDEN.into(), view(state.tensor(H))?),
+            (graph::ENCODED.into(), view(state.tensor(ENCODED))?),
+            (graph::KEYS.into(), view(state.tensor(KEYS))?),
+            (graph::SOURCE_MASK.into(), view(state.source_mask())?),
         ];
         let outputs = self.model.decoder.run(inputs)?;
         let log_probs: Array2<f32> = output(&outputs, graph::LOG_PROBS)?;
         let h = output(&outputs, graph::HIDDEN_OUT)?;
         drop(outputs);
-        state.h = h;
+        *state.tensor_mut(H) = h;
         Ok(log_probs.into_raw_vec_and_offset().0)
     }
 
     fn select(&mut self, state: &mut OrtBiGruState, rows: &[usize]) -> Result<(), RuntimeError> {
-        state.h = state.h.select(Axis(0), rows);
-        state.encoded = state.encoded.select(Axis(0), rows);
-        state.keys = state.keys.select(Axis(0), rows);
-        state.source_mask = state.source_mask.select(Axis(0), rows);
-        // Source padding no remaining row needs goes (it only grows under continuous batching).
-        let source = 0..used_columns(&state.source_mask).end;
-        state.source_mask = keep_range(std::mem::take(&mut state.source_mask), 1, source.clone());
-        state.encoded = keep_range(std::mem::take(&mut state.encoded), 1, source.clone());
-        state.keys = keep_range(std::mem::take(&mut state.keys), 1, source);
-        Ok(())
+        Ok(state.select(rows)?)
     }
 
-    fn append(&mut self, state: &mut OrtBiGruState, mut other: OrtBiGruState) -> Result<(), RuntimeError> {
-        let len = state.source_mask.ncols().max(other.source_mask.ncols());
-        for s in [&mut *state, &mut other] {
-            s.encoded = pad_axis(std::mem::take(&mut s.encoded), 1, len, 0.0);
-            s.keys = pad_axis(std::mem::take(&mut s.keys), 1, len, 0.0);
-            s.source_mask = pad_axis(std::mem::take(&mut s.source_mask), 1, len, false);
-        }
-        state.h = concat(0, &[state.h.view(), other.h.view()]);
-        state.encoded = concat(0, &[state.encoded.view(), other.encoded.view()]);
-        state.keys = concat(0, &[state.keys.view(), other.keys.view()]);
-        state.source_mask = concat(0, &[state.source_mask.view(), other.source_mask.view()]);
-        Ok(())
+    fn append(&mut self, state: &mut OrtBiGruState, other: OrtBiGruState) -> Result<(), RuntimeError> {
+        Ok(state.append(other)?)
     }
 }

@@ -62,6 +62,13 @@ pub enum RuntimeError {
     TooLong { got: usize, max: i64 },
 }
 
+/// Row-state operations on host arrays cannot fail.
+impl From<std::convert::Infallible> for RuntimeError {
+    fn from(never: std::convert::Infallible) -> Self {
+        match never {}
+    }
+}
+
 /// Finds libonnxruntime, first match wins:
 /// 1. `$ORT_DYLIB_PATH` (an error if it names a missing file);
 /// 2. next to the executable, or in `../lib` beside it (installed or container layout);

@@ -197,34 +197,33 @@ impl Transformer {
         (self.config.n_heads, self.config.head_dim())
     }
 
-    /// One incremental decoder step over rows: `tokens` [rows], `positions` [rows]; the caches
-    /// get this step's keys/values appended. Returns hidden states [rows, dim].
-    pub(crate) fn step(
-        &self,
-        tokens: &Tensor,
-        positions: &Tensor,
-        lang: i64,
-        cache: &mut crate::step::DecoderCache,
-    ) -> Tensor {
+    /// One incremental decoder step over rows: `tokens` [rows] at the rows' own positions; the
+    /// caches get this step's keys/values appended. Returns hidden states [rows, dim].
+    pub(crate) fn step(&self, tokens: &Tensor, lang: i64, cache: &mut crate::step::DecoderCache) -> Tensor {
+        use xlmc_bundle::contract::state::transformer::{CROSS_K, CROSS_V, PAST_K, PAST_V, at};
         let rows = tokens.size()[0];
+        let positions = Tensor::from_slice(cache.positions()).to(tokens.device());
         let mut x = self.embed(&tokens.unsqueeze(1), &positions.unsqueeze(1), lang, false);
-        cache.self_mask = Tensor::cat(&[&cache.self_mask, &Tensor::ones([rows, 1], (Kind::Bool, x.device()))], 1);
-        let t = cache.self_mask.size()[1];
-        let self_mask = cache.self_mask.view([rows, 1, 1, t]);
-        let s = cache.source_mask.size()[1];
-        let source_mask = cache.source_mask.view([rows, 1, 1, s]);
+        let steps_mask = Tensor::cat(&[cache.steps_mask(), &Tensor::ones([rows, 1], (Kind::Bool, x.device()))], 1);
+        let t = steps_mask.size()[1];
+        let self_mask = steps_mask.view([rows, 1, 1, t]);
+        let s = cache.source_mask().size()[1];
+        let source_mask = cache.source_mask().view([rows, 1, 1, s]);
         for (i, layer) in self.layers.iter().enumerate() {
+            let slot = |s: usize| at(i, s);
             let (k, v) = layer.attention.keys_values(&x);
-            let (keys, values) = &mut cache.self_kv[i];
-            *keys = Tensor::cat(&[&*keys, &k], 2);
-            *values = Tensor::cat(&[&*values, &v], 2);
-            let attended = layer.attention.attend(&x, keys, values, &self_mask, false);
+            let keys = Tensor::cat(&[cache.tensor(slot(PAST_K)), &k], 2);
+            let values = Tensor::cat(&[cache.tensor(slot(PAST_V)), &v], 2);
+            let attended = layer.attention.attend(&x, &keys, &values, &self_mask, false);
+            *cache.tensor_mut(slot(PAST_K)) = keys;
+            *cache.tensor_mut(slot(PAST_V)) = values;
             x = layer.layer_norm1.forward(&(x + attended));
             let (cross, norm) = layer.encoder_attn.as_ref().expect("decoder layer");
-            let (cross_k, cross_v) = &cache.cross_kv[i];
+            let (cross_k, cross_v) = (cache.tensor(slot(CROSS_K)), cache.tensor(slot(CROSS_V)));
             x = norm.forward(&(&x + cross.attend(&x, cross_k, cross_v, &source_mask, false)));
             x = layer.layer_norm2.forward(&(&x + layer.ffn.forward(&x, false)));
         }
+        cache.advance(steps_mask);
         x.squeeze_dim(1)
     }
 }

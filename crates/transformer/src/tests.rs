@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use tch::{Device, Kind, Tensor};
 use xlmc_decoding::{DecodeOptions, StepModel, decode, decode_joining};
 
-use crate::{CheckpointError, Config, DecoderCache, INDEX_FILE, SaveOptions, Seq2Seq, WEIGHTS_FILE};
+use crate::{CheckpointError, Config, INDEX_FILE, SaveOptions, Seq2Seq, WEIGHTS_FILE};
 
 const VOCAB: i64 = 60;
 const TOLERANCE: f64 = 1e-5;
@@ -98,34 +98,33 @@ fn rows_appended_mid_decode_see_only_their_own_history() {
 
 #[test]
 fn select_drops_the_cache_and_source_columns_no_row_uses() {
+    use xlmc_bundle::contract::state::transformer::{CROSS_K, PAST_K};
     let model = model(2);
     let mut translator = model.translator(0, 1);
     // A (3 source tokens) runs four steps; B (1 token) joins and both step once: 5 cached steps,
     // of which B owns the last.
-    let mut state = translator.encode(&[vec![5, 6, 7]]).unwrap();
-    for _ in 0..4 {
-        translator.step(&mut state, &[1]).unwrap();
-    }
-    let joined = translator.encode(&[vec![5]]).unwrap();
-    translator.append(&mut state, joined).unwrap();
-    translator.step(&mut state, &[1, 1]).unwrap();
-    assert_eq!((state.self_mask.size()[1], state.source_mask.size()[1]), (5, 5));
+    let mut joined_state = || {
+        let mut state = translator.encode(&[vec![5, 6, 7]]).unwrap();
+        for _ in 0..4 {
+            translator.step(&mut state, &[1]).unwrap();
+        }
+        let joined = translator.encode(&[vec![5]]).unwrap();
+        translator.append(&mut state, joined).unwrap();
+        translator.step(&mut state, &[1, 1]).unwrap();
+        state
+    };
+    let mut state = joined_state();
+    let mut copy = joined_state();
+    assert_eq!((state.steps_mask().size()[1], state.source_mask().size()[1]), (5, 5));
     let expected = {
-        let mut copy = DecoderCache {
-            source_mask: state.source_mask.copy(),
-            cross_kv: state.cross_kv.iter().map(|(k, v)| (k.copy(), v.copy())).collect(),
-            self_kv: state.self_kv.iter().map(|(k, v)| (k.copy(), v.copy())).collect(),
-            self_mask: state.self_mask.copy(),
-            positions: state.positions.copy(),
-        };
         translator.select(&mut copy, &[0, 1]).unwrap(); // both rows kept: nothing to drop
-        assert_eq!(copy.self_mask.size()[1], 5);
+        assert_eq!(copy.steps_mask().size()[1], 5);
         translator.step(&mut copy, &[9, 9]).unwrap()
     };
     // A leaves: only B's own step and its source (</s> 5 </s>) stay.
     translator.select(&mut state, &[1]).unwrap();
-    assert_eq!((state.self_mask.size()[1], state.source_mask.size()[1]), (1, 3));
-    assert_eq!((state.self_kv[0].0.size()[2], state.cross_kv[0].0.size()[2]), (1, 3));
+    assert_eq!((state.steps_mask().size()[1], state.source_mask().size()[1]), (1, 3));
+    assert_eq!((state.tensor(PAST_K).size()[2], state.tensor(CROSS_K).size()[2]), (1, 3));
     let out = translator.step(&mut state, &[9]).unwrap();
     let diff = max_diff(&out, &Tensor::from_slice(&expected[VOCAB as usize..]));
     assert!(diff < TOLERANCE, "B's next step is unchanged: max |Δ| = {diff}");
