@@ -14,6 +14,7 @@ pub mod export;
 pub mod import_xlm;
 pub mod model_dir;
 pub mod pipeline;
+mod pipeline_plan;
 pub mod plot;
 pub mod prune;
 pub mod report;
