@@ -12,8 +12,11 @@
 # stage is skipped, a killed training resumes from its checkpoint, seq-KD from its last chunk, the
 # top-k cache from its last shard — so a run split across sessions just reruns this script.
 #
-#   scripts/compression-study.sh                               # 2 CPU cores: several hours
-#   UPDATES=20 SEQKD_LIMIT=200 SENTENCES=50 RUN=/tmp/s scripts/compression-study.sh   # dry run
+# With JOBS=2 THREADS=1 the shapes train side by side, one core each (the BiGRU joins the lane
+# with fewer shapes); the teacher's passes (seq-KD data, top-k cache) and the report run alone.
+#
+#   JOBS=2 THREADS=1 UPDATES=500 scripts/compression-study.sh   # 2 CPU cores: about 2.5 hours
+#   UPDATES=20 SEQKD_LIMIT=200 SENTENCES=50 BIGRU_MINUTES=1 RUN=/tmp/s scripts/compression-study.sh  # dry run
 set -euo pipefail
 TEACHER=${TEACHER:-models/en-fr-teacher}
 CORPUS=${CORPUS:-data/en-fr}
@@ -25,6 +28,11 @@ SHAPES=${SHAPES:-6-2 6-1}
 # Updates per student (equal for every variant of a shape, so KD vs --no-kd is at equal updates).
 UPDATES=${UPDATES:-1000}
 BIGRU_UPDATES=${BIGRU_UPDATES:-$UPDATES}
+# The BiGRU has no --no-kd twin, so it may also stop on time (minutes; 0 = on updates only).
+BIGRU_MINUTES=${BIGRU_MINUTES:-0}
+# Trainings run at once, and the intra-op threads each uses (empty = libtorch's default).
+JOBS=${JOBS:-1}
+THREADS=${THREADS:-}
 # Training pairs the teacher translates for seq-KD, spread over the split (0 = all); greedy.
 SEQKD_LIMIT=${SEQKD_LIMIT:-30000}
 SEQKD_BEAM=${SEQKD_BEAM:-1}
@@ -55,9 +63,20 @@ limit=()
 run "$EXPORTER" distill seqkd --teacher "$TEACHER" --corpus "$CORPUS" --out "$RUN/seqkd-corpus" \
     --beam "$SEQKD_BEAM" --device "$DEVICE" "${limit[@]}" 2>&1 | tee "$RUN/seqkd.log"
 
-students=()
-for shape in $SHAPES; do
-    pruned=$RUN/pruned-$shape
+# The teacher's top-k over the training split is built once, before any training needs it.
+derive "$RUN/teacher-cache.toml" "$RUN/teacher-cache-config" "$CORPUS" 1 offline
+[ -f "$RUN/teacher-cache/cache.json" ] || run "$EXPORTER" distill cache --teacher "$TEACHER" \
+    --config "$RUN/teacher-cache.toml" --device "$DEVICE" 2>&1 | tee "$RUN/teacher-cache.log"
+
+train() { # student name, then the `exporter distill` arguments
+    local name=$1
+    shift
+    done_already "$RUN/$name" && return
+    run env ${THREADS:+OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS} "$EXPORTER" distill "$@" \
+        >"$RUN/$name.log" 2>&1
+}
+train_shape() { # 6-2: the pruned student, then its four variants one after another
+    local shape=$1 pruned=$RUN/pruned-$1 variant name corpus mode flags
     [ -f "$pruned/config.json" ] || run "$EXPORTER" prune --teacher "$TEACHER" --keep "$shape" --out "$pruned" --force
     for variant in kd cache seqkd nokd; do
         name=student-$shape-$variant corpus=$CORPUS mode=online flags=(--student "$pruned")
@@ -67,14 +86,42 @@ for shape in $SHAPES; do
             nokd) flags+=(--no-kd) ;;
         esac
         derive "$RUN/$name.toml" "$RUN/$name" "$corpus" "$UPDATES" "$mode"
-        done_already "$RUN/$name" || run "$EXPORTER" distill --teacher "$TEACHER" "${flags[@]}" \
-            --config "$RUN/$name.toml" --device "$DEVICE" 2>&1 | tee "$RUN/$name.log"
-        students+=("$name")
+        train "$name" --teacher "$TEACHER" "${flags[@]}" --config "$RUN/$name.toml" --device "$DEVICE"
     done
+}
+train_bigru() {
+    local minutes=()
+    [ "$BIGRU_MINUTES" != 0 ] && minutes=(--max-minutes "$BIGRU_MINUTES")
+    derive "$RUN/student-bigru-kd.toml" "$RUN/student-bigru-kd" "$CORPUS" "$BIGRU_UPDATES" online
+    train student-bigru-kd --teacher "$TEACHER" --arch bigru --config "$RUN/student-bigru-kd.toml" \
+        --device "$DEVICE" "${minutes[@]}"
+}
+lane() { # tasks (shapes, or `bigru`) one after another
+    local task
+    for task in "$@"; do
+        if [ "$task" = bigru ]; then train_bigru; else train_shape "$task"; fi
+    done
+}
+
+# Shapes dealt round-robin to JOBS lanes; the BiGRU joins the last lane, which has the fewest.
+read -ra shapes <<<"$SHAPES"
+lanes=()
+for i in "${!shapes[@]}"; do lanes[i % JOBS]+="${shapes[i]} "; done
+lanes[JOBS - 1]+="bigru"
+pids=()
+for i in "${!lanes[@]}"; do
+    # shellcheck disable=SC2086 # a lane is a list of words
+    lane ${lanes[i]} &
+    pids+=($!)
 done
-derive "$RUN/student-bigru-kd.toml" "$RUN/student-bigru-kd" "$CORPUS" "$BIGRU_UPDATES" online
-done_already "$RUN/student-bigru-kd" || run "$EXPORTER" distill --teacher "$TEACHER" --arch bigru \
-    --config "$RUN/student-bigru-kd.toml" --device "$DEVICE" 2>&1 | tee "$RUN/student-bigru-kd.log"
+failed=0
+for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+[ "$failed" = 0 ] || { echo "a training failed: see $RUN/student-*.log" >&2; exit 1; }
+
+students=()
+for shape in "${shapes[@]}"; do
+    for variant in kd cache seqkd nokd; do students+=("student-$shape-$variant"); done
+done
 students+=(student-bigru-kd)
 
 # The best Transformer student by dev BLEU, trimmed to the training corpus's tokens.
