@@ -12,11 +12,12 @@
 # stage is skipped, a killed training resumes from its checkpoint, seq-KD from its last chunk, the
 # top-k cache from its last shard — so a run split across sessions just reruns this script.
 #
-# With JOBS=2 THREADS=1 the shapes train side by side, one core each (the BiGRU joins the lane
-# with fewer shapes); the teacher's passes (seq-KD data, top-k cache) and the report run alone.
+# With JOBS=2 THREADS=1 the shapes train side by side in two lanes and the BiGRU in a third (three
+# one-thread trainings on two cores); the teacher's passes (seq-KD data, top-k cache) and the
+# report run alone, with every core.
 #
-#   JOBS=2 THREADS=1 UPDATES=500 scripts/compression-study.sh   # 2 CPU cores: about 2.5 hours
-#   UPDATES=20 SEQKD_LIMIT=200 SENTENCES=50 BIGRU_MINUTES=1 RUN=/tmp/s scripts/compression-study.sh  # dry run
+#   JOBS=2 THREADS=1 UPDATES=500 BIGRU_UPDATES=600 scripts/compression-study.sh  # 2 CPU cores: ≈ 3 hours
+#   UPDATES=20 BIGRU_UPDATES=20 SEQKD_LIMIT=200 SENTENCES=50 RUN=/tmp/s scripts/compression-study.sh  # dry run
 set -euo pipefail
 TEACHER=${TEACHER:-models/en-fr-teacher}
 CORPUS=${CORPUS:-data/en-fr}
@@ -65,8 +66,9 @@ run "$EXPORTER" distill seqkd --teacher "$TEACHER" --corpus "$CORPUS" --out "$RU
 
 # The teacher's top-k over the training split is built once, before any training needs it.
 derive "$RUN/teacher-cache.toml" "$RUN/teacher-cache-config" "$CORPUS" 1 offline
-[ -f "$RUN/teacher-cache/cache.json" ] || run "$EXPORTER" distill cache --teacher "$TEACHER" \
-    --config "$RUN/teacher-cache.toml" --device "$DEVICE" 2>&1 | tee "$RUN/teacher-cache.log"
+# (Always run: `cache.json` exists from the first shard on, and a complete cache is only checked.)
+run "$EXPORTER" distill cache --teacher "$TEACHER" --config "$RUN/teacher-cache.toml" --device "$DEVICE" 2>&1 |
+    tee "$RUN/teacher-cache.log"
 
 train() { # student name, then the `exporter distill` arguments
     local name=$1
@@ -103,11 +105,26 @@ lane() { # tasks (shapes, or `bigru`) one after another
     done
 }
 
-# Shapes dealt round-robin to JOBS lanes; the BiGRU joins the last lane, which has the fewest.
+# Shapes dealt round-robin to JOBS lanes; the BiGRU has a lane of its own when JOBS > 1.
 read -ra shapes <<<"$SHAPES"
 lanes=()
 for i in "${!shapes[@]}"; do lanes[i % JOBS]+="${shapes[i]} "; done
-lanes[JOBS - 1]+="bigru"
+if [ "$JOBS" -gt 1 ]; then lanes+=("bigru"); else lanes[0]+="bigru"; fi
+# CPU seconds of every training, sampled every 15 s: the study reports CPU minutes, not wall time
+# (three trainings share two cores).
+sample_cpu() {
+    local tick pid config f
+    tick=$(getconf CLK_TCK)
+    while sleep 15; do
+        for pid in $(pgrep -f "exporter distill --teacher"); do
+            config=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -o -- '--config [^ ]*' | cut -d' ' -f2) || continue
+            read -ra f <"/proc/$pid/stat" 2>/dev/null || continue
+            printf '%s\t%s\t%s\t%s\n' "$(date +%s)" "$pid" "$config" $(((f[13] + f[14]) / tick)) >>"$RUN/cpu-seconds.tsv"
+        done
+    done
+}
+sample_cpu &
+sampler=$!
 pids=()
 for i in "${!lanes[@]}"; do
     # shellcheck disable=SC2086 # a lane is a list of words
@@ -116,6 +133,7 @@ for i in "${!lanes[@]}"; do
 done
 failed=0
 for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+kill "$sampler"
 [ "$failed" = 0 ] || { echo "a training failed: see $RUN/student-*.log" >&2; exit 1; }
 
 students=()
@@ -154,3 +172,4 @@ sentences=()
 run "$EXPORTER" report --models "$models" --models-dir "$bundles" --test "$CORPUS/test" --out "$OUT" \
     --threads 1 --batch-sizes 1,32 "${sentences[@]}" --device "$DEVICE" 2>&1 | tee "$RUN/report.log"
 cp "$RUN/commands.txt" "$OUT/commands.txt"
+python3 scripts/study-summary.py --run "$RUN" --out "$OUT"
