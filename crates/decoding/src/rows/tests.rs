@@ -19,6 +19,16 @@ fn two_rows() -> HostState {
     HostState::new(source_mask, steps_mask, 2, tensors)
 }
 
+/// One row with a 5-column source that has taken no step yet.
+fn one_late_row() -> HostState {
+    HostState::new(
+        array![[true, true, true, true, true]],
+        Array2::from_elem((1, 0), false),
+        1,
+        vec![(Columns::Fixed, cached(1, 1)), (Columns::Source(1), cached(1, 5)), (Columns::Steps(1), cached(1, 0))],
+    )
+}
+
 /// One decoded step: the steps tensor gains a column per row (value 100 + row), the mask a
 /// `true` column.
 fn step(state: &mut HostState) {
@@ -54,13 +64,7 @@ fn append_pads_to_the_wider_source_and_the_longer_steps_then_leaving_rows_trims_
     let mut early = two_rows();
     step(&mut early);
     step(&mut early);
-    let late = HostState::new(
-        array![[true, true, true, true, true]],
-        Array2::from_elem((1, 0), false),
-        1,
-        vec![(Columns::Fixed, cached(1, 1)), (Columns::Source(1), cached(1, 5)), (Columns::Steps(1), cached(1, 0))],
-    );
-    early.append(late).unwrap();
+    early.append(one_late_row()).unwrap();
     assert_eq!(early.positions(), &[2, 2, 0]);
     assert_eq!(early.source_mask().dim(), (3, 5));
     assert_eq!(early.steps_mask(), &array![[true, true], [true, true], [false, false]]);
@@ -78,14 +82,7 @@ fn append_pads_to_the_wider_source_and_the_longer_steps_then_leaving_rows_trims_
 
     // Only the short early row stays: the source narrows to the columns it uses.
     let mut state = two_rows();
-    state
-        .append(HostState::new(
-            array![[true, true, true, true, true]],
-            Array2::from_elem((1, 0), false),
-            1,
-            vec![(Columns::Fixed, cached(1, 1)), (Columns::Source(1), cached(1, 5)), (Columns::Steps(1), cached(1, 0))],
-        ))
-        .unwrap();
+    state.append(one_late_row()).unwrap();
     state.select(&[0]).unwrap();
     assert_eq!(state.source_mask(), &array![[true, true]]);
     assert_eq!(column(state.tensor(1), 0), vec![1.0, 2.0]);
