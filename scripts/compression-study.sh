@@ -18,6 +18,11 @@
 #
 #   JOBS=2 THREADS=1 UPDATES=500 BIGRU_UPDATES=600 scripts/compression-study.sh  # 2 CPU cores: ≈ 3 hours
 #   UPDATES=20 BIGRU_UPDATES=20 SEQKD_LIMIT=200 SENTENCES=50 RUN=/tmp/s scripts/compression-study.sh  # dry run
+#
+# On a GPU (PARALLEL=1, as scripts/train-teacher-gpu.sh runs it) every student is a process of its
+# own: the online-KD and --no-kd students and the BiGRU start at once, beside the teacher's passes,
+# and the cache and seq-KD students as soon as those are written. TRAIN_ONLY=1 stops after the
+# training (the bundles and the report are made where the models are measured).
 set -euo pipefail
 TEACHER=${TEACHER:-models/en-fr-teacher}
 CORPUS=${CORPUS:-data/en-fr}
@@ -33,10 +38,15 @@ BIGRU_UPDATES=${BIGRU_UPDATES:-$UPDATES}
 BIGRU_MINUTES=${BIGRU_MINUTES:-0}
 # Trainings run at once, and the intra-op threads each uses (empty = libtorch's default).
 JOBS=${JOBS:-1}
+PARALLEL=${PARALLEL:-0}
+TRAIN_ONLY=${TRAIN_ONLY:-0}
+# A time cap on every student (minutes, 0 = none): a safety net, the update count is the plan.
+MINUTES=${MINUTES:-0}
 THREADS=${THREADS:-}
 # Training pairs the teacher translates for seq-KD, spread over the split (0 = all); greedy.
 SEQKD_LIMIT=${SEQKD_LIMIT:-30000}
 SEQKD_BEAM=${SEQKD_BEAM:-1}
+SEQKD_BATCH=${SEQKD_BATCH:-64}
 # Test sentences scored by the report (0 = the whole split).
 SENTENCES=${SENTENCES:-0}
 EXPORTER=${EXPORTER:-target/release/exporter}
@@ -61,14 +71,17 @@ dev_bleu() { # the last dev BLEU a training log recorded
 
 limit=()
 [ "$SEQKD_LIMIT" != 0 ] && limit=(--limit "$SEQKD_LIMIT")
-run "$EXPORTER" distill seqkd --teacher "$TEACHER" --corpus "$CORPUS" --out "$RUN/seqkd-corpus" \
-    --beam "$SEQKD_BEAM" --device "$DEVICE" "${limit[@]}" 2>&1 | tee "$RUN/seqkd.log"
-
-# The teacher's top-k over the training split is built once, before any training needs it.
-derive "$RUN/teacher-cache.toml" "$RUN/teacher-cache-config" "$CORPUS" 1 offline
-# (Always run: `cache.json` exists from the first shard on, and a complete cache is only checked.)
-run "$EXPORTER" distill cache --teacher "$TEACHER" --config "$RUN/teacher-cache.toml" --device "$DEVICE" 2>&1 |
-    tee "$RUN/teacher-cache.log"
+teacher_passes() {
+    run "$EXPORTER" distill seqkd --teacher "$TEACHER" --corpus "$CORPUS" --out "$RUN/seqkd-corpus" \
+        --beam "$SEQKD_BEAM" --batch-size "$SEQKD_BATCH" --device "$DEVICE" "${limit[@]}" >"$RUN/seqkd.log" 2>&1
+    # The teacher's top-k over the training split is built once, before any training needs it.
+    derive "$RUN/teacher-cache.toml" "$RUN/teacher-cache-config" "$CORPUS" 1 offline
+    # (Always run: `cache.json` exists from the first shard on, and a complete cache is only checked.)
+    run "$EXPORTER" distill cache --teacher "$TEACHER" --config "$RUN/teacher-cache.toml" --device "$DEVICE" \
+        >"$RUN/teacher-cache.log" 2>&1
+}
+cap=()
+[ "$MINUTES" != 0 ] && cap=(--max-minutes "$MINUTES")
 
 train() { # student name, then the `exporter distill` arguments
     local name=$1
@@ -77,24 +90,30 @@ train() { # student name, then the `exporter distill` arguments
     run env ${THREADS:+OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS} "$EXPORTER" distill "$@" \
         >"$RUN/$name.log" 2>&1
 }
+prune_shape() {
+    local pruned=$RUN/pruned-$1
+    [ -f "$pruned/config.json" ] || run "$EXPORTER" prune --teacher "$TEACHER" --keep "$1" --out "$pruned" --force
+}
+variant() { # shape variant: one student of a pruned shape
+    local shape=$1 name=student-$1-$2 corpus=$CORPUS mode=online flags=(--student "$RUN/pruned-$1")
+    case $2 in
+        cache) mode=offline ;;
+        seqkd) flags+=(--no-kd) corpus=$RUN/seqkd-corpus ;;
+        nokd) flags+=(--no-kd) ;;
+    esac
+    derive "$RUN/$name.toml" "$RUN/$name" "$corpus" "$UPDATES" "$mode"
+    train "$name" --teacher "$TEACHER" "${flags[@]}" --config "$RUN/$name.toml" --device "$DEVICE" "${cap[@]}"
+}
 train_shape() { # 6-2: the pruned student, then its four variants one after another
-    local shape=$1 pruned=$RUN/pruned-$1 variant name corpus mode flags
-    [ -f "$pruned/config.json" ] || run "$EXPORTER" prune --teacher "$TEACHER" --keep "$shape" --out "$pruned" --force
-    for variant in kd cache seqkd nokd; do
-        name=student-$shape-$variant corpus=$CORPUS mode=online flags=(--student "$pruned")
-        case $variant in
-            cache) mode=offline ;;
-            seqkd) flags+=(--no-kd) corpus=$RUN/seqkd-corpus ;;
-            nokd) flags+=(--no-kd) ;;
-        esac
-        derive "$RUN/$name.toml" "$RUN/$name" "$corpus" "$UPDATES" "$mode"
-        train "$name" --teacher "$TEACHER" "${flags[@]}" --config "$RUN/$name.toml" --device "$DEVICE"
-    done
+    local v
+    prune_shape "$1"
+    for v in kd cache seqkd nokd; do variant "$1" "$v"; done
 }
 train_bigru() {
-    local minutes=()
+    local minutes=("${cap[@]}")
     [ "$BIGRU_MINUTES" != 0 ] && minutes=(--max-minutes "$BIGRU_MINUTES")
     derive "$RUN/student-bigru-kd.toml" "$RUN/student-bigru-kd" "$CORPUS" "$BIGRU_UPDATES" online
+    sed -i '/^matmul_precision/d' "$RUN/student-bigru-kd.toml" # the GRUs compute in fp32 only
     train student-bigru-kd --teacher "$TEACHER" --arch bigru --config "$RUN/student-bigru-kd.toml" \
         --device "$DEVICE" "${minutes[@]}"
 }
@@ -126,11 +145,33 @@ sample_cpu() {
 sample_cpu &
 sampler=$!
 pids=()
-for i in "${!lanes[@]}"; do
-    # shellcheck disable=SC2086 # a lane is a list of words
-    lane ${lanes[i]} &
+if [ "$PARALLEL" = 1 ]; then
+    for shape in "${shapes[@]}"; do prune_shape "$shape"; done
+    teacher_passes &
+    passes=$!
+    for shape in "${shapes[@]}"; do
+        variant "$shape" kd &
+        pids+=($!)
+        variant "$shape" nokd &
+        pids+=($!)
+    done
+    train_bigru &
     pids+=($!)
-done
+    wait "$passes" || { echo "the teacher's passes failed: see $RUN/seqkd.log, $RUN/teacher-cache.log" >&2; exit 1; }
+    for shape in "${shapes[@]}"; do
+        variant "$shape" cache &
+        pids+=($!)
+        variant "$shape" seqkd &
+        pids+=($!)
+    done
+else
+    teacher_passes
+    for i in "${!lanes[@]}"; do
+        # shellcheck disable=SC2086 # a lane is a list of words
+        lane ${lanes[i]} &
+        pids+=($!)
+    done
+fi
 failed=0
 for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
 kill "$sampler"
@@ -152,6 +193,7 @@ for name in "${students[@]}"; do
     fi
 done
 echo "best student by dev BLEU: $best ($best_bleu)" | tee "$RUN/best.txt"
+[ "$TRAIN_ONLY" = 1 ] && exit 0
 [ -f "$RUN/$best-trimmed/config.json" ] || run "$EXPORTER" prune --teacher "$RUN/$best/model" \
     --trim-vocab "$CORPUS" --out "$RUN/$best-trimmed" --force
 
