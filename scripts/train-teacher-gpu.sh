@@ -59,7 +59,9 @@ if [ "$PHASE" = later ]; then
 fi
 
 carry=runs/gpu-carry/carry.tar.xz
-[ -f "$carry" ] && tar xJf "$carry"
+# (python's lzma where the machine has no xz)
+[ -f "$carry" ] && { tar xJf "$carry" 2>/dev/null ||
+    python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1], "r:xz").extractall()' "$carry"; }
 if [ "$DEVICE" = cuda ]; then
     torch_lib=$(python3 -c 'import torch, os; print(os.path.dirname(torch.__file__))')/lib
     export LD_LIBRARY_PATH="$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
