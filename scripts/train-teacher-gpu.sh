@@ -112,6 +112,12 @@ new=$(bleu "$SHIP/logs/dev/teacher-gpu.fr" "$dev_ref")
 stamp "dev BLEU: committed teacher ${old:-?}, trained on here ${new:-?}"
 if [ -n "$new" ] && python3 -c "import sys; sys.exit(0 if $new > ${old:-0} else 1)"; then
     teacher=$RUN/teacher/model
+    # The network as served has no dropout (as the committed card's config.json): students
+    # pruned from it would otherwise inherit the training run's 0.2 (session 4's did).
+    python3 -c 'import json, sys
+config = json.load(open(sys.argv[1]))
+config.update(dropout=0.0, attention_dropout=0.0)
+json.dump(config, open(sys.argv[1], "w"), indent=2)' "$teacher/config.json"
     "$EXPORTER" convert --model "$teacher" --out "$RUN/ship-teacher" --half --shard-mib 15 >/dev/null
     pack teacher "$RUN/ship-teacher"
 fi
