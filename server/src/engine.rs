@@ -156,6 +156,11 @@ pub struct BatchLimits {
     /// Admit sentences into a running batch (continuous batching); false waits until the batch
     /// is empty (static batching, for comparison).
     pub continuous: bool,
+    /// While a batch runs, waiting sentences join it every this many steps — or at once when
+    /// they are a quarter of the rows running. Each join encodes the newcomers and re-lays every
+    /// cache, which costs several decoder steps; joining one sentence at every step would spend
+    /// more on that than on decoding. 1 joins at every step.
+    pub join_every_steps: u64,
 }
 
 /// The submitting side of an engine; cheap to clone.
@@ -202,6 +207,7 @@ pub fn spawn<B: Backend>(model: &str, backend: B, limits: BatchLimits) -> std::i
         lanes: HashMap::new(),
         next_id: AtomicU64::new(0),
         step: 0,
+        last_join: 0,
     };
     std::thread::Builder::new().name(format!("engine-{model}")).spawn(move || engine.run())?;
     Ok(EngineHandle { model: model.to_owned(), jobs, waiting, max_queue: limits.max_queue })
@@ -233,6 +239,8 @@ struct Engine<B: Backend> {
     next_id: AtomicU64,
     /// Engine steps so far (a row's generated length is the steps since it joined).
     step: u64,
+    /// The step at which sentences last joined a running batch.
+    last_join: u64,
 }
 
 impl<B: Backend> Engine<B> {
@@ -315,12 +323,19 @@ impl<B: Backend> Engine<B> {
         (rows, tokens)
     }
 
+    /// Whether waiting sentences may join a batch of `running` rows now (see
+    /// [`BatchLimits::join_every_steps`]).
+    fn join_due(&self, running: usize) -> bool {
+        let waiting_rows: usize = self.queue.iter().map(|job| job.lane.beam_size).sum();
+        waiting_rows > 0 && (self.step - self.last_join >= self.limits.join_every_steps || 4 * waiting_rows >= running)
+    }
+
     /// Moves waiting jobs into the batch, oldest first, while they fit (the first always fits
     /// an empty batch); each lane's newcomers are encoded together. A failed encoding fails
     /// those newcomers only; a failure that ends the lane's search fails the lane.
     fn admit(&mut self) {
         let (mut rows, mut tokens) = self.load();
-        if rows > 0 && !self.limits.continuous {
+        if rows > 0 && !(self.limits.continuous && self.join_due(rows)) {
             return;
         }
         let mut joining: HashMap<(Lane, Option<usize>), Vec<Job>> = HashMap::new();
@@ -338,6 +353,9 @@ impl<B: Backend> Engine<B> {
         }
         let joined: usize = joining.values().map(Vec::len).sum();
         self.waiting.fetch_sub(joined, Ordering::SeqCst);
+        if joined > 0 {
+            self.last_join = self.step;
+        }
         let now = Instant::now();
         for ((lane, max_tokens), jobs) in joining {
             let state = self.lanes.entry(lane).or_insert_with(|| LaneState {

@@ -64,6 +64,12 @@ pub struct Settings {
     #[arg(long, env = "XLMC_MAX_WAIT_US", default_value_t = 2000)]
     pub max_wait_us: u64,
 
+    /// While a batch runs, waiting sentences join it every this many decoder steps, or at once
+    /// when they are a quarter of the rows running (each join encodes and re-lays the batch's
+    /// caches; 1 = at every step). Continuous batching only.
+    #[arg(long, env = "XLMC_JOIN_EVERY_STEPS", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..))]
+    pub join_every_steps: u64,
+
     /// `continuous`: sentences join and leave the running batch at every step; `static`: a batch
     /// runs until its last sentence finishes before the next one starts (for comparison).
     #[arg(long, env = "XLMC_BATCHING", default_value = "continuous", value_parser = ["continuous", "static"])]
@@ -185,6 +191,7 @@ impl Settings {
                 max_queue: self.max_queue_sentences,
                 max_output_tokens: self.max_output_tokens as usize,
                 continuous: self.batching == "continuous",
+                join_every_steps: self.join_every_steps,
             },
             teacher: self.teacher.clone(),
             default_model: self.default_model.clone(),

@@ -18,6 +18,7 @@ mod model;
 mod options;
 mod rows;
 mod search;
+mod slots;
 
 pub use model::{StepModel, xlm_source_layout};
 pub use options::{DecodeOptions, MaxLength};

@@ -1,8 +1,9 @@
-//! [`Search`]: greedy and beam search over a batch whose finished rows leave at once.
+//! [`Search`]: greedy and beam search over a batch whose finished rows leave it (greedy: lazily,
+//! see [`crate::slots`]; beam: at once, as its rows are reordered at every step anyway).
 
 use std::{cmp::Ordering, collections::HashMap};
 
-use crate::{DecodeError, DecodeOptions, EOS_ID, StepModel};
+use crate::{DecodeError, DecodeOptions, EOS_ID, StepModel, slots::Slots};
 
 /// Why a hypothesis ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +64,7 @@ struct Sentence {
 pub struct Search<S> {
     options: DecodeOptions,
     state: Option<S>,
-    rows: Vec<Row>,
+    rows: Slots<Row>,
     sentences: HashMap<u64, Sentence>,
     failed: Option<String>,
 }
@@ -71,7 +72,7 @@ pub struct Search<S> {
 impl<S> Search<S> {
     /// A search with no sentence yet; `beam_size` 0 is refused when sentences join.
     pub fn new(options: DecodeOptions) -> Self {
-        Self { options, state: None, rows: Vec::new(), sentences: HashMap::new(), failed: None }
+        Self { options, state: None, rows: Slots::default(), sentences: HashMap::new(), failed: None }
     }
 
     /// The model error that ended this search, if one did.
@@ -89,8 +90,13 @@ impl<S> Search<S> {
         self.sentences.len()
     }
 
-    /// Model rows the next step will run (sentences × beam).
+    /// Rows of active sentences (sentences × beam).
     pub fn active_rows(&self) -> usize {
+        self.rows.live()
+    }
+
+    /// Rows in the model state: active rows, and finished rows not compacted away yet.
+    pub fn state_rows(&self) -> usize {
         self.rows.len()
     }
 }
@@ -144,13 +150,14 @@ impl<S> Search<S> {
             }
         }
         let sources: Vec<Vec<u32>> = sentences.iter().map(|(_, s)| s.clone()).collect();
-        let mut state = model.encode(&sources).map_err(DecodeError::Model)?;
+        let (order, mut state) = encode_by_length(model, &sources).map_err(DecodeError::Model)?;
         let k = self.options.beam_size;
         if k > 1 {
             let rows: Vec<usize> = (0..sources.len()).flat_map(|i| std::iter::repeat_n(i, k)).collect();
             model.select(&mut state, &rows).map_err(DecodeError::Model)?;
         }
-        for (id, source) in sentences {
+        let mut sentences: Vec<Option<(u64, Vec<u32>)>> = sentences.into_iter().map(Some).collect();
+        for (id, source) in order.iter().map(|&i| sentences[i].take().expect("each source once")) {
             let max_tokens = match max_tokens {
                 Some(n) => DecodeOptions { max_length: crate::MaxLength::Fixed(n), ..self.options }.max_tokens(0),
                 None => self.options.max_tokens(source.len()),
@@ -178,30 +185,41 @@ impl<S> Search<S> {
     pub fn step<M: StepModel<State = S>>(&mut self, model: &mut M) -> StepResult<Vec<Finished>, M> {
         self.check_alive()?;
         let Some(mut state) = self.state.take() else { return Ok(Vec::new()) };
-        let last: Vec<u32> = self.rows.iter().map(|r| r.tokens.last().copied().unwrap_or(EOS_ID)).collect();
+        if self.rows.should_compact(self.position_limit()) {
+            let keep = self.rows.compact();
+            if let Err(e) = model.select(&mut state, &keep) {
+                return Err(self.fail(DecodeError::Model(e)));
+            }
+        }
+        let last = self.rows.per_row(|r| r.tokens.last().copied().unwrap_or(EOS_ID), EOS_ID);
         let log_probs = match model.step(&mut state, &last) {
             Ok(log_probs) => log_probs,
             Err(e) => return Err(self.fail(DecodeError::Model(e))),
         };
         let vocab = model.vocab_size();
-        if log_probs.len() != self.rows.len() * vocab {
-            return Err(self.fail(DecodeError::Shape { got: log_probs.len(), rows: self.rows.len(), vocab }));
+        if log_probs.len() != last.len() * vocab {
+            return Err(self.fail(DecodeError::Shape { got: log_probs.len(), rows: last.len(), vocab }));
         }
-        let rows = std::mem::take(&mut self.rows);
-        let (next, keep, finished) = if self.options.beam_size == 1 {
-            self.greedy(rows, &log_probs, vocab)
+        let (finished, keep) = if self.options.beam_size == 1 {
+            self.rows.stepped_dead();
+            (self.greedy(&log_probs, vocab), None)
         } else {
-            self.beam(rows, &log_probs, vocab)
+            let rows = self.rows.take_compact();
+            let (next, keep, finished) = self.beam(rows, &log_probs, vocab);
+            self.rows.replace(next);
+            (finished, Some(keep))
         };
         for done in &finished {
             self.sentences.remove(&done.id);
         }
-        self.rows = next;
-        if self.rows.is_empty() {
+        if self.rows.live() == 0 {
+            self.rows = Slots::default();
             return Ok(finished); // the state, with every cache of this batch, is dropped
         }
-        let reordered = keep.len() != last.len() || keep.iter().enumerate().any(|(i, &r)| i != r);
-        if reordered && let Err(e) = model.select(&mut state, &keep) {
+        if let Some(keep) = keep
+            && (keep.len() != last.len() || keep.iter().enumerate().any(|(i, &r)| i != r))
+            && let Err(e) = model.select(&mut state, &keep)
+        {
             // The finished sentences are done whatever the state: the error is the others'.
             let error = self.fail(DecodeError::Model(e));
             return if finished.is_empty() { Err(error) } else { Ok(finished) };
@@ -210,57 +228,63 @@ impl<S> Search<S> {
         Ok(finished)
     }
 
+    /// One past the furthest decoder position a live row may step at: its sentence's maximum
+    /// length (a row with that many tokens has finished).
+    fn position_limit(&self) -> usize {
+        self.rows.live_rows().map(|row| self.sentences[&row.id].max_tokens).max().unwrap_or(0)
+    }
+
     /// Drops the sentences `ids` (a cancelled request, a passed deadline) and their rows from the
     /// model state; ids not being decoded are ignored. Returns how many sentences left.
     pub fn leave<M: StepModel<State = S>>(&mut self, model: &mut M, ids: &[u64]) -> StepResult<usize, M> {
         self.check_alive()?;
-        let leaving: std::collections::HashSet<u64> =
-            ids.iter().copied().filter(|id| self.sentences.contains_key(id)).collect();
+        let leaving: HashMap<u64, usize> =
+            ids.iter().filter_map(|id| self.sentences.get(id).map(|sentence| (*id, sentence.steps))).collect();
         if leaving.is_empty() {
             return Ok(0);
         }
-        let keep: Vec<usize> = (0..self.rows.len()).filter(|&r| !leaving.contains(&self.rows[r].id)).collect();
-        for id in &leaving {
+        self.rows.kill_where(|row| leaving.contains_key(&row.id), |row| leaving[&row.id]);
+        for id in leaving.keys() {
             self.sentences.remove(id);
         }
-        self.rows = keep.iter().map(|&r| self.rows[r].clone()).collect();
-        if keep.is_empty() {
+        if self.rows.live() == 0 {
+            self.rows = Slots::default();
             self.state = None;
-        } else if let Some(state) = self.state.as_mut()
-            && let Err(e) = model.select(state, &keep)
-        {
-            return Err(self.fail(DecodeError::Model(e)));
+        } else if self.options.beam_size > 1 {
+            // Beam rows are compact at every step.
+            let keep = self.rows.compact();
+            if let Some(state) = self.state.as_mut()
+                && let Err(e) = model.select(state, &keep)
+            {
+                return Err(self.fail(DecodeError::Model(e)));
+            }
         }
         Ok(leaving.len())
     }
 
-    fn greedy(&mut self, rows: Vec<Row>, log_probs: &[f32], vocab: usize) -> (Vec<Row>, Vec<usize>, Vec<Finished>) {
-        let (mut next, mut keep, mut finished) = (Vec::new(), Vec::new(), Vec::new());
-        for (r, mut row) in rows.into_iter().enumerate() {
+    /// Appends each live row's arg-max; rows that finish are returned and left dead in place.
+    fn greedy(&mut self, log_probs: &[f32], vocab: usize) -> Vec<Finished> {
+        let mut finished = Vec::new();
+        let (sentences, options) = (&mut self.sentences, self.options);
+        self.rows.retire(|r, row| {
             let (token, log_prob) = argmax(&log_probs[r * vocab..(r + 1) * vocab]);
-            let sentence = self.sentences.get_mut(&row.id).expect("row of an active sentence");
+            let sentence = sentences.get_mut(&row.id).expect("row of an active sentence");
             sentence.steps += 1;
+            row.log_prob += log_prob;
             let finish = if token == EOS_ID {
-                row.log_prob += log_prob;
                 Some(Finish::Eos)
             } else {
                 row.tokens.push(token);
-                row.log_prob += log_prob;
                 (row.tokens.len() >= sentence.max_tokens).then_some(Finish::MaxLength)
-            };
-            match finish {
-                Some(finish) => {
-                    let score = self.options.score(row.log_prob, row.tokens.len());
-                    let hypothesis = Hypothesis { tokens: row.tokens, log_prob: row.log_prob, score, finish };
-                    finished.push(Finished { id: row.id, hypothesis, steps: sentence.steps });
-                }
-                None => {
-                    keep.push(r);
-                    next.push(row);
-                }
-            }
-        }
-        (next, keep, finished)
+            }?;
+            let score = options.score(row.log_prob, row.tokens.len());
+            let hypothesis =
+                Hypothesis { tokens: std::mem::take(&mut row.tokens), log_prob: row.log_prob, score, finish };
+            finished.push(Finished { id: row.id, hypothesis, steps: sentence.steps });
+            // Dead from now on, at the position its next step would have had.
+            Some(sentence.steps)
+        });
+        finished
     }
 
     fn beam(&mut self, rows: Vec<Row>, log_probs: &[f32], vocab: usize) -> (Vec<Row>, Vec<usize>, Vec<Finished>) {
@@ -377,6 +401,39 @@ fn argmax(log_probs: &[f32]) -> (u32, f32) {
     best
 }
 
+/// Encodes `sources` in groups of similar length, shortest first, and joins the groups' states:
+/// the encoder's work grows with the padded width, so one long sentence must not pad every short
+/// one of a large batch (the last 64 of 256 test sentences sorted by length: 4× faster), while a
+/// few sentences still go in one call (each call has a fixed cost). Returns the
+/// source index of each state row and the state.
+fn encode_by_length<M: StepModel>(model: &mut M, sources: &[Vec<u32>]) -> Result<(Vec<usize>, M::State), M::Error> {
+    let mut order: Vec<usize> = (0..sources.len()).collect();
+    order.sort_by_key(|&i| sources[i].len());
+    let mut state: Option<M::State> = None;
+    let mut start = 0;
+    while start < order.len() {
+        // A group grows (sorted, so each source is its longest) while its padded tokens stay
+        // within a quarter (and 64 tokens) of its real ones: one call for a few sentences.
+        let (mut end, mut real) = (start, 0);
+        while end < order.len() {
+            let length = sources[order[end]].len();
+            if end > start && (end + 1 - start) * length > (real + length) * 5 / 4 + 64 {
+                break;
+            }
+            real += length;
+            end += 1;
+        }
+        let group: Vec<Vec<u32>> = order[start..end].iter().map(|&i| sources[i].clone()).collect();
+        let encoded = model.encode(&group)?;
+        match state.as_mut() {
+            None => state = Some(encoded),
+            Some(state) => model.append(state, encoded)?,
+        }
+        start = end;
+    }
+    Ok((order, state.expect("at least one source")))
+}
+
 /// Adds a finished hypothesis, keeping the best `k` (on equal scores the earlier one stays).
 fn keep_best(finished: &mut Vec<Hypothesis>, hypothesis: Hypothesis, k: usize) {
     finished.push(hypothesis);
@@ -465,34 +522,61 @@ mod tests {
     }
 
     #[test]
-    fn finished_rows_leave_the_batch_at_once() {
+    fn finished_rows_leave_lazily_with_waste_bounded_by_the_batch() {
         let sources = sources();
         let mut model = ScriptedModel::new(VOCAB);
         let mut search = Search::new(DecodeOptions::default());
         search.join(&mut model, sources.iter().cloned().enumerate().map(|(i, s)| (i as u64, s)).collect()).unwrap();
-        let mut finished_per_step = Vec::new();
-        let mut steps_of = vec![0; sources.len()];
+        let (mut live_per_step, mut finishing_steps, mut steps_of) = (Vec::new(), 0, vec![0; sources.len()]);
         while !search.is_empty() {
+            live_per_step.push(search.active_rows());
             let done = search.step(&mut model).unwrap();
-            finished_per_step.push(done.len());
+            finishing_steps += usize::from(!done.is_empty());
             for d in done {
                 let expected = d.hypothesis.tokens.len() + usize::from(d.hypothesis.finish == Finish::Eos);
                 assert_eq!(d.steps, expected, "a row is stepped once per generated token");
                 steps_of[d.id as usize] = d.steps;
             }
         }
-        // Rows at step t+1 = rows at step t minus those that finished at step t.
         let rows = &model.rows_per_step;
-        assert_eq!(rows[0], sources.len());
-        for t in 1..rows.len() {
-            assert_eq!(rows[t], rows[t - 1] - finished_per_step[t - 1], "step {t}");
+        assert_eq!(live_per_step.iter().sum::<usize>(), steps_of.iter().sum::<usize>(), "live row-steps");
+        // Between two gathers, the row-steps spent on dead rows stay within the rows gathered
+        // from (a gather costs about one step of the batch).
+        let mut waste = 0;
+        for t in 0..rows.len() {
+            if t > 0 && rows[t] < rows[t - 1] {
+                assert!(waste <= rows[t - 1], "step {t}: {waste} dead row-steps before a gather of {}", rows[t - 1]);
+                waste = 0;
+            }
+            assert!(rows[t] >= live_per_step[t]);
+            waste += rows[t] - live_per_step[t];
         }
-        assert_eq!(
-            rows.iter().sum::<usize>(),
-            steps_of.iter().sum::<usize>(),
-            "no row-step spent on finished sentences"
+        assert!(rows.iter().sum::<usize>() <= 2 * steps_of.iter().sum::<usize>(), "waste at most the useful work");
+        // Sentences finished at many steps, but the cache was gathered far fewer times.
+        assert!(finishing_steps >= 20, "{finishing_steps} steps with a finish");
+        assert!(
+            model.selects.len() * 3 <= finishing_steps,
+            "{} gathers for {finishing_steps} steps at which rows finished",
+            model.selects.len()
         );
         assert!(rows.last().unwrap() < &10, "the batch drains: {rows:?}");
+    }
+
+    #[test]
+    fn one_long_source_does_not_pad_the_short_ones() {
+        let mut sources: Vec<Vec<u32>> = (0..63).map(|i| vec![5 + i % 7; 8 + i as usize % 5]).collect();
+        sources.insert(17, vec![6; 200]);
+        let real: usize = sources.iter().map(Vec::len).sum();
+        let mut model = ScriptedModel::new(VOCAB);
+        let out = decode(&mut model, &sources, DecodeOptions::default()).unwrap();
+        let padded: usize = model.encoded_tokens.iter().sum();
+        // One batch padded to the longest would encode 64 × 200 = 12,800 tokens for 966 real ones.
+        assert!(padded * 2 <= real * 3, "{padded} tokens encoded for {real}");
+        let alone: Vec<Hypothesis> = sources
+            .iter()
+            .flat_map(|s| decode(&mut model, std::slice::from_ref(s), DecodeOptions::default()).unwrap())
+            .collect();
+        assert_eq!(out, alone, "grouping changes no output and keeps the caller's order");
     }
 
     #[test]

@@ -24,6 +24,10 @@ pub struct ScriptedModel {
     /// the other tokens); ≤ −1e9 means never.
     pub eos_pull: f32,
     pub rows_per_step: Vec<usize>,
+    /// Padded source tokens of each `encode` (rows × the longest source): the encoder's work.
+    pub encoded_tokens: Vec<usize>,
+    /// Rows kept by each `select` (each one a gather of every cached tensor in a real model).
+    pub selects: Vec<usize>,
     /// When set, `step` returns this many values instead of rows × vocab.
     pub wrong_output_len: Option<usize>,
     /// When set, the step after this many successful ones fails.
@@ -58,6 +62,7 @@ impl StepModel for ScriptedModel {
         {
             return Err(ScriptedFailure("encode"));
         }
+        self.encoded_tokens.push(sources.len() * sources.iter().map(Vec::len).max().unwrap_or(0));
         Ok(sources.iter().map(|s| FakeRow { source: s.clone(), fed: Vec::new() }).collect())
     }
 
@@ -97,6 +102,7 @@ impl StepModel for ScriptedModel {
 
     fn select(&mut self, state: &mut Self::State, rows: &[usize]) -> Result<(), ScriptedFailure> {
         *state = rows.iter().map(|&r| state[r].clone()).collect();
+        self.selects.push(rows.len());
         Ok(())
     }
 

@@ -56,8 +56,36 @@ struct Args {
 struct Outcome {
     latencies: Vec<Duration>,
     generated_tokens: u64,
-    errors: usize,
+    errors: Errors,
     elapsed: Duration,
+}
+
+/// Failed requests by gRPC status code: how many, and the first message of each code.
+#[derive(Debug, Default)]
+struct Errors(std::collections::BTreeMap<i32, (usize, String)>);
+
+impl Errors {
+    fn add(&mut self, status: &tonic::Status) {
+        self.0.entry(status.code() as i32).or_insert_with(|| (0, status.message().to_owned())).0 += 1;
+    }
+
+    fn merge(&mut self, other: Errors) {
+        for (code, (count, message)) in other.0 {
+            self.0.entry(code).or_insert((0, message)).0 += count;
+        }
+    }
+
+    fn total(&self) -> usize {
+        self.0.values().map(|(count, _)| *count).sum()
+    }
+
+    /// One line per status code, for below the table.
+    fn describe(&self, label: &str) -> Vec<String> {
+        let lines = self.0.iter().map(|(&code, (count, message))| {
+            format!("{label}: {count} × {:?}: first message: {message}", tonic::Code::from_i32(code))
+        });
+        lines.collect()
+    }
 }
 
 #[tokio::main]
@@ -74,17 +102,29 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("| batching | requests | errors | sentences/s | tokens/s | p50 ms | p95 ms | p99 ms |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    // Why requests failed, printed under the table.
+    let mut notes = Vec::new();
     match (&args.addr, &args.models) {
-        (Some(addr), None) => report("(running server)", &run(&args, addr.clone(), sentences).await?),
+        (Some(addr), None) => {
+            let outcome = run(&args, addr.clone(), sentences).await?;
+            report("(running server)", &outcome);
+            notes.extend(outcome.errors.describe("(running server)"));
+        }
         (None, Some(models)) => {
             for mode in &args.batching {
                 let (server, url) = start_server(models, mode, &args.server_arg)?;
                 let outcome = run(&args, url, sentences.clone()).await;
                 drop(server);
-                report(mode, &outcome?);
+                let outcome = outcome?;
+                report(mode, &outcome);
+                notes.extend(outcome.errors.describe(mode));
             }
         }
         _ => bail!("give exactly one of --addr and --models"),
+    }
+    if !notes.is_empty() {
+        println!("\nFailed requests:");
+        notes.iter().for_each(|note| println!("- {note}"));
     }
     Ok(())
 }
@@ -100,7 +140,7 @@ async fn run(args: &Args, url: String, sentences: Arc<Vec<String>>) -> anyhow::R
             (client.clone(), sentences.clone(), issued.clone(), args.model.clone());
         let limit = args.requests;
         tasks.push(tokio::spawn(async move {
-            let (mut latencies, mut tokens, mut errors) = (Vec::new(), 0u64, 0usize);
+            let (mut latencies, mut tokens, mut errors) = (Vec::new(), 0u64, Errors::default());
             loop {
                 let n = issued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if n >= limit || Instant::now() >= deadline {
@@ -118,18 +158,19 @@ async fn run(args: &Args, url: String, sentences: Arc<Vec<String>>) -> anyhow::R
                         tokens +=
                             reply.into_inner().translations.iter().map(|t| u64::from(t.output_tokens)).sum::<u64>();
                     }
-                    Err(_) => errors += 1,
+                    Err(status) => errors.add(&status),
                 }
             }
             (latencies, tokens, errors)
         }));
     }
-    let mut outcome = Outcome { latencies: Vec::new(), generated_tokens: 0, errors: 0, elapsed: Duration::ZERO };
+    let mut outcome =
+        Outcome { latencies: Vec::new(), generated_tokens: 0, errors: Errors::default(), elapsed: Duration::ZERO };
     for task in tasks {
         let (latencies, tokens, errors) = task.await?;
         outcome.latencies.extend(latencies);
         outcome.generated_tokens += tokens;
-        outcome.errors += errors;
+        outcome.errors.merge(errors);
     }
     outcome.elapsed = started.elapsed();
     Ok(outcome)
@@ -143,7 +184,7 @@ fn report(label: &str, outcome: &Outcome) {
     println!(
         "| {label} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
         sorted.len(),
-        outcome.errors,
+        outcome.errors.total(),
         sorted.len() as f64 / seconds,
         outcome.generated_tokens as f64 / seconds,
         percentile(50.0),

@@ -88,6 +88,7 @@ fn limits() -> BatchLimits {
         max_queue: 100,
         max_output_tokens: 200,
         continuous: true,
+        join_every_steps: 1,
     }
 }
 
@@ -224,7 +225,11 @@ fn a_cancelled_sentence_leaves_the_batch_after_the_step_at_hand() {
     assert_eq!(done.hypothesis, alone(endless(), &kept)[0], "the other sentence is unchanged");
     let rows: Vec<usize> = engine.steps().iter().map(|&(_, rows)| rows).collect();
     assert_eq!(rows[..3], [2, 2, 2]);
-    assert!(rows[4..].iter().all(|&r| r == 1), "{rows:?}");
+    // Its row stays in the state, dead, until the row-steps spent on it would pass the rows in
+    // the state (two steps for a batch of two); then it is gathered away for good.
+    let alone_from = rows.iter().position(|&r| r == 1).expect("the batch shrinks");
+    assert!(alone_from <= 4 + 2, "{rows:?}");
+    assert!(rows[alone_from..].iter().all(|&r| r == 1), "{rows:?}");
 }
 
 #[test]
@@ -281,4 +286,33 @@ fn a_sentence_that_cannot_be_encoded_fails_alone() {
     assert!(matches!(&err, JobError::Model { message, .. } if message.contains("failure at encode")), "{err}");
     let done: Vec<Hypothesis> = replies.into_iter().map(|r| wait(r).unwrap().hypothesis).collect();
     assert_eq!(done, alone(endless(), &good));
+}
+
+#[test]
+fn newcomers_join_a_running_batch_every_few_steps_or_at_once_when_many() {
+    // One newcomer waits for the 4-step join (step 5); two are a quarter of the eight running
+    // rows and join at the first step after they arrive (step 2, or 3 if step 2 had been
+    // admitted before they were queued).
+    for (newcomers, joins_at) in [(1, 4..=4), (2, 1..=2)] {
+        let limits = BatchLimits { join_every_steps: 4, ..limits() };
+        let mut engine = engine(vec![(EN_FR, endless())], limits, true);
+        let running = sources(8, 30, 3);
+        let late = sources(newcomers, 30, 4);
+        let first = engine.submit(EN_FR, &running);
+        engine.permit(); // step 1 has started with the eight
+        let second = engine.submit(EN_FR, &late);
+        for _ in 0..5 {
+            engine.permit();
+        }
+        let rows: Vec<usize> = engine.steps().iter().take(5).map(|(_, rows)| *rows).collect();
+        let joined = rows.iter().position(|&r| r != 8).expect("the newcomers joined");
+        assert!(joins_at.contains(&joined), "{newcomers} newcomer(s): rows {rows:?}");
+        assert!(rows[joined..].iter().all(|&r| r == 8 + newcomers), "{rows:?}");
+        engine.open_gate();
+        let alone_late = alone(endless(), &late);
+        for (reply, expected) in second.into_iter().zip(alone_late) {
+            assert_eq!(wait(reply).unwrap().hypothesis, expected);
+        }
+        first.into_iter().for_each(|reply| drop(wait(reply).unwrap()));
+    }
 }
