@@ -4,7 +4,7 @@
 //! colour alone. Text is left to the viewer's fonts (no font files needed to draw).
 
 use plotters::{
-    coord::{Shift, types::RangedCoordf64},
+    coord::{Shift, combinators::BindKeyPoints, types::RangedCoordf64},
     prelude::*,
 };
 
@@ -195,19 +195,23 @@ pub fn pareto_frontier(points: &[(f64, f64)]) -> Vec<usize> {
 }
 
 /// A scatter of labelled points on a log-scaled x axis (speed), y linear (quality), with the
-/// Pareto frontier drawn through the points no other beats on both.
+/// Pareto frontier drawn through the points no other beats on both. The speed axis is ticked at
+/// 1-1.5-2-3-5-7 × 10ⁿ (plotters' own log ticks are powers of ten: none when every point sits in
+/// one decade); labels of nearby points are stacked instead of drawn over each other, and put
+/// left of points near the right edge.
 pub fn pareto_chart(title: &str, x_label: &str, y_label: &str, points: &[Labelled]) -> String {
     render(PANEL_HEIGHT + 120, |root| {
         let usable: Vec<&Labelled> =
             points.iter().filter(|p| p.x > 0.0 && p.x.is_finite() && p.y.is_finite()).collect();
         let (lo, hi) = range(usable.iter().map(|p| p.x.ln()), 0.15);
         let (y0, y1) = range(usable.iter().map(|p| p.y), 0.12);
+        let (x0, x1) = (lo.exp(), hi.exp());
         let mut ctx = ChartBuilder::on(root)
             .caption(title, (FONT, 20))
             .margin(16)
             .x_label_area_size(48)
             .y_label_area_size(64)
-            .build_cartesian_2d((lo.exp()..hi.exp()).log_scale(), y0..y1)?;
+            .build_cartesian_2d((x0..x1).log_scale().with_key_points(speed_ticks(x0, x1)), y0..y1)?;
         ctx.configure_mesh()
             .x_desc(x_label)
             .y_desc(y_label)
@@ -224,16 +228,67 @@ pub fn pareto_chart(title: &str, x_label: &str, y_label: &str, points: &[Labelle
         ctx.draw_series(LineSeries::new(frontier, RGBColor(120, 120, 120).stroke_width(2)))?
             .label("Pareto frontier")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RGBColor(120, 120, 120).stroke_width(2)));
+        let right_edge = ctx.plotting_area().get_pixel_range().0.end;
+        let anchors: Vec<(i32, i32)> = usable.iter().map(|p| ctx.backend_coord(&(p.x, p.y))).collect();
+        let widths: Vec<i32> = usable.iter().map(|p| label_width(&p.label)).collect();
+        let offsets = label_offsets(&anchors, &widths, right_edge);
         for (i, p) in usable.iter().enumerate() {
             let c = colour(i);
             draw_marker(&mut ctx, i, (p.x, p.y), c)?;
+            let (dx, dy) = offsets[i];
+            // A label moved off its usual place gets a leader line back to its point.
+            let leader =
+                if (dx, dy) == (8, -16) { vec![] } else { vec![(0, 0), (if dx > 0 { dx } else { -8 }, dy + 7)] };
             ctx.draw_series(std::iter::once(
                 EmptyElement::at((p.x, p.y))
-                    + Text::new(p.label.clone(), (8, -16), (FONT, 13).into_font().color(&BLACK)),
+                    + PathElement::new(leader, RGBColor(150, 150, 150))
+                    + Text::new(p.label.clone(), (dx, dy), (FONT, 13).into_font().color(&BLACK)),
             ))?;
         }
         draw_legend(&mut ctx, SeriesLabelPosition::LowerLeft)
     })
+}
+
+/// Tick values for a log axis over `lo..hi`: 1, 1.5, 2, 3, 5, 7 × each power of ten inside.
+fn speed_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let mut ticks = Vec::new();
+    let mut decade = 10f64.powf(lo.log10().floor());
+    while decade <= hi {
+        for m in [1.0, 1.5, 2.0, 3.0, 5.0, 7.0] {
+            let v = m * decade;
+            if (lo..=hi).contains(&v) {
+                ticks.push(v);
+            }
+        }
+        decade *= 10.0;
+    }
+    ticks
+}
+
+/// Rough width in pixels of a 13-px label (no font metrics in an SVG backend).
+fn label_width(label: &str) -> i32 {
+    7 * label.chars().count() as i32
+}
+
+/// Each label's offset from its point (pixels): right of it and above, or left of it where it
+/// would cross `right_edge`; moved down a line at a time while it overlaps a label placed before.
+fn label_offsets(anchors: &[(i32, i32)], widths: &[i32], right_edge: i32) -> Vec<(i32, i32)> {
+    const LINE: i32 = 15;
+    let mut placed: Vec<(i32, i32, i32)> = Vec::new(); // left, top, width
+    let mut offsets = Vec::with_capacity(anchors.len());
+    for (&(x, y), &width) in anchors.iter().zip(widths) {
+        let dx = if x + 8 + width > right_edge { -8 - width } else { 8 };
+        let mut dy = -16;
+        while placed.iter().any(|&(left, top, w)| {
+            let (l, t) = (x + dx, y + dy);
+            l < left + w && left < l + width && (t - top).abs() < LINE
+        }) {
+            dy += LINE;
+        }
+        placed.push((x + dx, y + dy, width));
+        offsets.push((dx, dy));
+    }
+    offsets
 }
 
 /// One bar chart panel: a value per category, drawn as horizontal bars (long model names
@@ -312,6 +367,21 @@ mod tests {
 
     fn p(label: &str, x: f64, y: f64) -> Labelled {
         Labelled { label: label.into(), x, y }
+    }
+
+    #[test]
+    fn labels_of_nearby_points_are_stacked_and_kept_inside_the_plot() {
+        // Two points at the same pixel and one near the right edge.
+        let offsets = label_offsets(&[(100, 200), (100, 200), (780, 100)], &[70, 70, 70], 790);
+        assert_eq!(offsets[0], (8, -16));
+        assert_eq!(offsets[1], (8, -1), "the second label goes a line lower");
+        assert_eq!(offsets[2], (-78, -16), "left of a point near the edge");
+    }
+
+    #[test]
+    fn a_speed_axis_within_one_decade_still_has_ticks() {
+        assert_eq!(speed_ticks(1300.0, 4500.0), vec![1500.0, 2000.0, 3000.0]);
+        assert_eq!(speed_ticks(90.0, 1600.0), vec![100.0, 150.0, 200.0, 300.0, 500.0, 700.0, 1000.0, 1500.0]);
     }
 
     #[test]
