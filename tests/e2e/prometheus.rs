@@ -106,10 +106,13 @@ async fn a_real_prometheus_scrapes_the_server_and_every_dashboard_query_returns_
     // Prometheus holds the last counters and enough scrapes within a minute for `rate`.
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        let abandoned = prometheus.query("xlmc_sentences_abandoned_total");
+        // `rate` needs two samples of a series in its window, and the abandoned counter only
+        // exists from the scrape after the hurried request: count that series' own samples.
+        let abandoned = prometheus.query("count_over_time(xlmc_sentences_abandoned_total[1m])");
         let scrapes = prometheus.query("count_over_time(up[1m])");
-        let count = scrapes.first().and_then(|s| s["value"][1].as_str()?.parse::<f64>().ok()).unwrap_or(0.0);
-        if !abandoned.is_empty() && count >= 3.0 {
+        let samples =
+            |result: &[Value]| result.first().and_then(|s| s["value"][1].as_str()?.parse::<f64>().ok()).unwrap_or(0.0);
+        if samples(&abandoned) >= 3.0 && samples(&scrapes) >= 3.0 {
             break;
         }
         assert!(Instant::now() < deadline, "prometheus did not scrape the server enough: {scrapes:?}");
