@@ -75,6 +75,10 @@ async fn server_translates_like_the_exporter_under_concurrent_load() {
         "1000",
         "--max-batch-sentences",
         "16",
+        // Step-level joining is checked below with the tiny model, whose whole wave lasts only a
+        // few steps: newcomers join at every step, not after the default 4.
+        "--join-every-steps",
+        "1",
         "--shadow-rate",
         "1",
         "--teacher",
@@ -262,7 +266,9 @@ async fn server_translates_like_the_exporter_under_concurrent_load() {
     // A cancelled call: its sentences leave the batch (counted as `cancelled`).
     let cancelled = {
         let mut client = client.clone();
-        let wave = request("teacher", &wave);
+        // Long sentences, so that the wave is still decoding when it is cancelled 50 ms in.
+        let long_wave: Vec<String> = wave.iter().map(|s| format!("{s} {}", ["w1 w2 w3"; 20].join(" "))).collect();
+        let wave = request("teacher", &long_wave);
         tokio::spawn(async move { client.translate(wave).await })
     };
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
