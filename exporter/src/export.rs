@@ -77,17 +77,19 @@ fn max_diff(torch: &Tensor, ort: &[f32]) -> f64 {
 }
 
 /// The largest difference between the two backends' decoding states, tensor by tensor (both
-/// keep them where the contract's `state` module says).
-fn state_diff(
+/// keep them where the contract's `state` module says); `values` gives an ORT tensor's values in
+/// use, row-major.
+fn state_diff<T>(
     torch: &xlmc_decoding::RowState<Tensor, Tensor>,
-    ort: &xlmc_decoding::RowState<ndarray::ArrayD<f32>, ndarray::Array2<bool>>,
-) -> f64 {
+    ort: &xlmc_decoding::RowState<T, ndarray::Array2<bool>>,
+    values: impl Fn(&T) -> Vec<f32>,
+) -> f64
+where
+    T: xlmc_decoding::RowTensor,
+    ndarray::Array2<bool>: xlmc_decoding::RowMask<Error = T::Error, Rows = T::Rows>,
+{
     assert_eq!(torch.tensors().count(), ort.tensors().count(), "same number of state tensors");
-    torch
-        .tensors()
-        .zip(ort.tensors())
-        .map(|((_, t), (_, o))| max_diff(t, o.as_slice().expect("standard layout")))
-        .fold(0.0, f64::max)
+    torch.tensors().zip(ort.tensors()).map(|((_, t), (_, o))| max_diff(t, &values(o))).fold(0.0, f64::max)
 }
 
 /// Feeds both step models the same batch and, each step, the same tokens (the first's argmax),
@@ -136,7 +138,7 @@ pub fn verify(args: &VerifyArgs) -> anyhow::Result<String> {
         (AnyModel::Transformer(m), OrtModel::Transformer(o)) => {
             let (mut torch, mut onnx) = (m.translator(langs.0, langs.1), o.translator(langs.0, langs.1));
             let (mut t_state, mut o_state) = (torch.encode(batch)?, onnx.encode(batch)?);
-            let encoder_diff = state_diff(&t_state, &o_state);
+            let encoder_diff = state_diff(&t_state, &o_state, |o| o.used().iter().copied().collect());
             let decoder_diff =
                 compare_steps(&mut torch, &mut t_state, &mut onnx, &mut o_state, batch.len(), args.steps)?;
             (encoder_diff, decoder_diff, format!("cross-attention keys/values of {} layers", m.config.n_dec_layers))
@@ -144,7 +146,7 @@ pub fn verify(args: &VerifyArgs) -> anyhow::Result<String> {
         (AnyModel::BiGru(m), OrtModel::BiGru(o)) => {
             let (mut torch, mut onnx) = (m.translator(langs.0, langs.1), o.translator(langs.0, langs.1));
             let (mut t_state, mut o_state) = (torch.encode(batch)?, onnx.encode(batch)?);
-            let encoder_diff = state_diff(&t_state, &o_state);
+            let encoder_diff = state_diff(&t_state, &o_state, |o| o.iter().copied().collect());
             let decoder_diff =
                 compare_steps(&mut torch, &mut t_state, &mut onnx, &mut o_state, batch.len(), args.steps)?;
             (encoder_diff, decoder_diff, "encoder states, attention keys and the first decoder state".to_owned())

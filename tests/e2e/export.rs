@@ -177,8 +177,13 @@ fn exported_teacher_and_students_decode_through_onnx_runtime_like_libtorch() {
     std::fs::remove_file(format!("{bundle}/tokenizer.json")).unwrap();
     let error = failure(&translate);
     assert!(error.contains("tokenizer.json") && error.contains("missing"), "{error}");
-    let newer = manifest.replace("\"format_version\": 1", "\"format_version\": 2");
+    let current = format!("\"format_version\": {}", xlmc_bundle::FORMAT_VERSION);
+    let newer = manifest.replace(&current, "\"format_version\": 99");
+    assert_ne!(newer, manifest);
     std::fs::write(format!("{bundle}/manifest.json"), newer).unwrap();
     let error = failure(&translate);
     assert!(error.contains("manifest.json") && error.contains("newer"), "{error}");
+    std::fs::write(format!("{bundle}/manifest.json"), manifest.replace(&current, "\"format_version\": 1")).unwrap();
+    let error = failure(&translate);
+    assert!(error.contains("manifest.json") && error.contains("older") && error.contains("export"), "{error}");
 }

@@ -266,12 +266,17 @@ async fn server_translates_like_the_exporter_under_concurrent_load() {
     // A cancelled call: its sentences leave the batch (counted as `cancelled`).
     let cancelled = {
         let mut client = client.clone();
-        // Long sentences, so that the wave is still decoding when it is cancelled 50 ms in.
-        let long_wave: Vec<String> = wave.iter().map(|s| format!("{s} {}", ["w1 w2 w3"; 20].join(" "))).collect();
-        let wave = request("teacher", &long_wave);
+        // 256 long sentences in beam 4 (16 at a time in this server): most are still queued or
+        // decoding when the call is cancelled.
+        let long_wave: Vec<String> =
+            wave.iter().cycle().take(256).map(|s| format!("{s} {}", ["w1 w2 w3"; 20].join(" "))).collect();
+        let mut wave = request("teacher", &long_wave);
+        wave.options = Some(DecodingOptions { beam_size: Some(4), ..Default::default() });
         tokio::spawn(async move { client.translate(wave).await })
     };
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    // Late enough that the request is tokenized and submitted (a debug build tokenizes 256 long
+    // sentences in ~0.1 s), early enough that it is still decoding (it takes ~5 s).
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     cancelled.abort();
     let abandoned = |reason: &str| -> u64 {
         let (_, body) = http_get(server.metrics, "/metrics");

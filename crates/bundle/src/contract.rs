@@ -86,7 +86,8 @@ pub mod graph {
 
     /// Transformer decoder input: each row's position `[rows]` (i64).
     pub const POSITIONS: &str = "positions";
-    /// Transformer decoder input: which cached steps each row may attend to `[rows, steps]`.
+    /// Transformer decoder input: which cached steps each row may attend to `[rows, past_steps]`
+    /// (the width of [`past_k`]); a row always attends to its own new step besides.
     pub const SELF_MASK: &str = "self_mask";
 
     /// Transformer: the encoder's cross-attention keys of decoder layer `layer` (an encoder
@@ -100,7 +101,9 @@ pub mod graph {
         format!("cross_v.{layer}")
     }
 
-    /// Transformer decoder input: layer `layer`'s self-attention keys of the steps so far.
+    /// Transformer decoder input: layer `layer`'s self-attention keys of the steps so far,
+    /// `[rows, heads, past_steps, head_dim]`; columns [`SELF_MASK`] marks false are ignored, so a
+    /// caller may pass a cache with room to grow.
     pub fn past_k<L: std::fmt::Display>(layer: L) -> String {
         format!("past_k.{layer}")
     }
@@ -110,14 +113,15 @@ pub mod graph {
         format!("past_v.{layer}")
     }
 
-    /// Transformer decoder output: [`past_k`] with this step's keys appended.
-    pub fn present_k<L: std::fmt::Display>(layer: L) -> String {
-        format!("present_k.{layer}")
+    /// Transformer decoder output: this step's self-attention keys `[rows, heads, 1, head_dim]`,
+    /// for the caller to append to its cache (the graph never copies the cache).
+    pub fn step_k<L: std::fmt::Display>(layer: L) -> String {
+        format!("step_k.{layer}")
     }
 
-    /// Transformer decoder output: [`past_v`] with this step's values appended.
-    pub fn present_v<L: std::fmt::Display>(layer: L) -> String {
-        format!("present_v.{layer}")
+    /// Transformer decoder output: this step's self-attention values.
+    pub fn step_v<L: std::fmt::Display>(layer: L) -> String {
+        format!("step_v.{layer}")
     }
 
     /// BiGRU encoder output and decoder input: the encoder states `[rows, src_len, d]`.

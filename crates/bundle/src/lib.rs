@@ -20,8 +20,10 @@ use serde::{Deserialize, Serialize};
 
 pub mod contract;
 pub use contract::{Architecture, MANIFEST_FILE};
-/// The bundle layout this build writes and the newest it reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The bundle layout this build writes and the only one it reads. Format 2: the Transformer
+/// decoder takes a self-attention cache with room to grow and returns only the step's keys and
+/// values (format 1 returned the whole cache, copied at every step).
+pub const FORMAT_VERSION: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
@@ -31,6 +33,11 @@ pub enum BundleError {
     Manifest { path: PathBuf, detail: String },
     #[error("{path}: bundle format {found} is newer than this build reads ({FORMAT_VERSION}); upgrade xlmc")]
     NewerFormat { path: PathBuf, found: u32 },
+    #[error(
+        "{path}: bundle format {found} is older than this build reads ({FORMAT_VERSION}); \
+         export the model again (exporter export --model … --out …)"
+    )]
+    OlderFormat { path: PathBuf, found: u32 },
     #[error("{path}: listed in the manifest but missing")]
     Missing { path: PathBuf },
     #[error("{path}: sha256 {found} differs from the manifest's {expected} (corrupt or replaced)")]
@@ -170,6 +177,9 @@ impl Bundle {
         if found > FORMAT_VERSION {
             return Err(BundleError::NewerFormat { path, found });
         }
+        if found < FORMAT_VERSION {
+            return Err(BundleError::OlderFormat { path, found });
+        }
         let manifest: Manifest = serde_json::from_value(value)
             .map_err(|e| BundleError::Manifest { path: path.clone(), detail: e.to_string() })?;
         for (name, entry) in &manifest.files {
@@ -232,9 +242,13 @@ mod tests {
         let out = dir.path().join("newer");
         write(&out, false, |_| Ok(manifest())).unwrap();
         let text = std::fs::read_to_string(out.join(MANIFEST_FILE)).unwrap();
-        std::fs::write(out.join(MANIFEST_FILE), text.replace("\"format_version\": 1", "\"format_version\": 9"))
-            .unwrap();
+        let current = format!("\"format_version\": {FORMAT_VERSION}");
+        assert!(text.contains(&current), "{text}");
+        std::fs::write(out.join(MANIFEST_FILE), text.replace(&current, "\"format_version\": 9")).unwrap();
         let error = Bundle::open(&out).unwrap_err().to_string();
         assert!(error.contains("manifest.json") && error.contains("format 9 is newer"), "{error}");
+        std::fs::write(out.join(MANIFEST_FILE), text.replace(&current, "\"format_version\": 1")).unwrap();
+        let error = Bundle::open(&out).unwrap_err().to_string();
+        assert!(error.contains("format 1 is older") && error.contains("exporter export"), "{error}");
     }
 }

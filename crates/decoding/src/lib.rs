@@ -22,6 +22,8 @@ mod slots;
 
 pub use model::{StepModel, xlm_source_layout};
 pub use options::{DecodeOptions, MaxLength};
+#[cfg(feature = "ndarray")]
+pub use rows::GrowingArray;
 pub use rows::{Columns, RowMask, RowState, RowTensor};
 pub use search::{Finish, Finished, Hypothesis, Search, decode, decode_joining};
 

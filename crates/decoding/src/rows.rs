@@ -14,6 +14,10 @@ use std::ops::Range;
 
 #[cfg(feature = "ndarray")]
 mod arrays;
+#[cfg(feature = "ndarray")]
+mod growing;
+#[cfg(feature = "ndarray")]
+pub use growing::GrowingArray;
 #[cfg(feature = "tch")]
 mod tensors;
 

@@ -1,6 +1,8 @@
 //! ndarray ⇄ ORT plumbing shared by the step models.
 
-use ndarray::{Array, ArrayD, Axis, Dimension, RemoveAxis, concatenate};
+use std::borrow::Cow;
+
+use ndarray::{Array, Array2, ArrayD, ArrayViewD, Axis, Dimension, RemoveAxis, Slice, concatenate};
 use ort::{
     session::{SessionInputValue, SessionOutputs},
     value::{PrimitiveTensorElementType, TensorRef},
@@ -24,6 +26,25 @@ pub(crate) fn output<T: PrimitiveTensorElementType + Clone + 'static, D: Dimensi
     let value = outputs.get(name).ok_or_else(|| RuntimeError::Bundle(format!("graph has no output `{name}`")))?;
     let array: ArrayD<T> = value.try_extract_array::<T>()?.to_owned();
     array.into_dimensionality::<D>().map_err(|e| RuntimeError::Bundle(format!("output `{name}`: {e}")))
+}
+
+/// An output borrowed from the run's results, for a caller that copies it where it belongs.
+pub(crate) fn output_view<'o, T: PrimitiveTensorElementType + 'static>(
+    outputs: &'o SessionOutputs<'_>,
+    name: &str,
+) -> Result<ArrayViewD<'o, T>, RuntimeError> {
+    let value = outputs.get(name).ok_or_else(|| RuntimeError::Bundle(format!("graph has no output `{name}`")))?;
+    Ok(value.try_extract_array::<T>()?)
+}
+
+/// `mask` [rows, columns] widened to `width` columns with `false` (borrowed when it is that wide).
+pub(crate) fn pad_columns(mask: &Array2<bool>, width: usize) -> Cow<'_, Array2<bool>> {
+    if mask.ncols() == width {
+        return Cow::Borrowed(mask);
+    }
+    let mut padded = Array2::from_elem((mask.nrows(), width), false);
+    padded.slice_axis_mut(Axis(1), Slice::from(0..mask.ncols())).assign(mask);
+    Cow::Owned(padded)
 }
 
 /// `concatenate`, always in standard (row-major) layout: ndarray may pick column-major when

@@ -8,11 +8,11 @@ use ndarray::{Array1, Array2, ArrayD};
 use ort::session::{Session, SessionInputValue};
 use serde::Deserialize;
 use xlmc_bundle::Bundle;
-use xlmc_decoding::{Columns, RowState, StepModel, xlm_source_layout};
+use xlmc_decoding::{Columns, GrowingArray, RowState, StepModel, xlm_source_layout};
 
 use crate::{
     RuntimeError, SessionOptions,
-    arrays::{concat, output, view},
+    arrays::{concat, output, output_view, pad_columns, view},
 };
 
 pub use xlmc_bundle::contract::{DECODER_GRAPH as DECODER_FILE, ENCODER_GRAPH as ENCODER_FILE};
@@ -49,8 +49,13 @@ pub struct OrtTransformer {
 
 /// Per-row state: the masks, each row's position, and per decoder layer the cross-attention
 /// keys/values [rows, heads, src_len, head_dim] and the cached self-attention keys/values
-/// [rows, heads, steps, head_dim], where `contract::state::transformer` puts them.
-pub type OrtState = RowState<ArrayD<f32>, Array2<bool>>;
+/// [rows, heads, steps, head_dim], where `contract::state::transformer` puts them. Each is a
+/// [`GrowingArray`]: a step appends its keys/values in place, and the graph reads the whole
+/// allocation with the masks padded to it.
+pub type OrtState = RowState<GrowingArray<f32>, Array2<bool>>;
+
+/// Room for this many decoder steps is made when a batch is encoded (it doubles when full).
+const FIRST_STEPS: usize = 16;
 
 impl OrtTransformer {
     pub fn load(bundle: &Bundle, options: &SessionOptions) -> Result<Self, RuntimeError> {
@@ -101,10 +106,11 @@ impl StepModel for OrtTranslator<'_> {
             cross.push((output::<f32, _>(&outputs, &graph::cross_k(i))?, output(&outputs, &graph::cross_v(i))?));
         }
         let source_mask = output(&outputs, graph::SOURCE_MASK)?;
-        let empty = || ArrayD::<f32>::zeros(vec![rows, heads, 0, head_dim]);
+        let empty = || GrowingArray::with_room(ArrayD::<f32>::zeros(vec![rows, heads, 0, head_dim]), 2, FIRST_STEPS);
         let mut tensors = Vec::with_capacity(layers * PER_LAYER);
         for (k, v) in cross {
-            tensors.extend([(Columns::Source(2), k), (Columns::Source(2), v)]);
+            tensors
+                .extend([(Columns::Source(2), GrowingArray::new(k, 2)), (Columns::Source(2), GrowingArray::new(v, 2))]);
             tensors.extend([(Columns::Steps(2), empty()), (Columns::Steps(2), empty())]);
         }
         Ok(OrtState::new(source_mask, Array2::from_elem((rows, 0), false), rows, tensors))
@@ -116,33 +122,46 @@ impl StepModel for OrtTranslator<'_> {
         let tokens = Array1::from_iter(last_tokens.iter().map(|&t| i64::from(t)));
         let positions = Array1::from_vec(state.positions().to_vec());
         let lang = Array1::from_vec(vec![self.target_lang]);
-        let ones = Array2::from_elem((rows, 1), true);
-        let self_mask = concat(1, &[state.steps_mask().view(), ones.view()]);
+        // The graph reads the caches' whole allocations; the masks cover them, room masked out.
+        let source_room = state.tensor(at(0, CROSS_K)).capacity();
+        let steps_room = state.tensor(at(0, PAST_K)).capacity();
+        let source_mask = pad_columns(state.source_mask(), source_room);
+        let past_mask = pad_columns(state.steps_mask(), steps_room);
         let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = vec![
             (graph::TOKENS.into(), view(&tokens)?),
             (graph::POSITIONS.into(), view(&positions)?),
             (graph::LANG.into(), view(&lang)?),
-            (graph::SOURCE_MASK.into(), view(state.source_mask())?),
-            (graph::SELF_MASK.into(), view(&self_mask)?),
+            (graph::SOURCE_MASK.into(), view(&source_mask)?),
+            (graph::SELF_MASK.into(), view(&past_mask)?),
         ];
         for i in 0..layers {
-            inputs.push((graph::cross_k(i).into(), view(state.tensor(at(i, CROSS_K)))?));
-            inputs.push((graph::cross_v(i).into(), view(state.tensor(at(i, CROSS_V)))?));
-            inputs.push((graph::past_k(i).into(), view(state.tensor(at(i, PAST_K)))?));
-            inputs.push((graph::past_v(i).into(), view(state.tensor(at(i, PAST_V)))?));
+            for (name, slot, room) in [
+                (graph::cross_k(i), CROSS_K, source_room),
+                (graph::cross_v(i), CROSS_V, source_room),
+                (graph::past_k(i), PAST_K, steps_room),
+                (graph::past_v(i), PAST_V, steps_room),
+            ] {
+                let cache = state.tensor(at(i, slot));
+                // Every layer's caches grow together, so one padded mask fits them all.
+                assert_eq!(cache.capacity(), room, "layer {i}'s cache {slot} has other room than layer 0's");
+                inputs.push((name.into(), view(cache.allocation())?));
+            }
         }
         let outputs = self.model.decoder.run(inputs)?;
         let log_probs: Array2<f32> = output(&outputs, graph::LOG_PROBS)?;
-        let mut present = Vec::with_capacity(layers);
         for i in 0..layers {
-            present.push((output(&outputs, &graph::present_k(i))?, output(&outputs, &graph::present_v(i))?));
+            for (name, slot) in [(graph::step_k(i), PAST_K), (graph::step_v(i), PAST_V)] {
+                let step = output_view::<f32>(&outputs, &name)?;
+                if step.shape() != [rows, self.model.spec.n_heads as usize, 1, self.model.spec.head_dim()] {
+                    return Err(RuntimeError::Bundle(format!("output `{name}` has shape {:?}", step.shape())));
+                }
+                state.tensor_mut(at(i, slot)).push(step);
+            }
         }
         drop(outputs);
-        for (i, (k, v)) in present.into_iter().enumerate() {
-            *state.tensor_mut(at(i, PAST_K)) = k;
-            *state.tensor_mut(at(i, PAST_V)) = v;
-        }
-        state.advance(self_mask);
+        let own_step = Array2::from_elem((rows, 1), true);
+        let steps_mask = concat(1, &[state.steps_mask().view(), own_step.view()]);
+        state.advance(steps_mask);
         Ok(log_probs.into_raw_vec_and_offset().0)
     }
 

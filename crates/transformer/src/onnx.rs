@@ -7,9 +7,12 @@
 //!   computed once per sentence here rather than in a third graph, so a step never recomputes them
 //!   and a backend keeps one session fewer;
 //! - `decoder.onnx`, one step: `tokens` [rows], `positions` [rows], `lang` [1], `source_mask`,
-//!   `self_mask` [rows, steps] (this step's column included), `cross_k.i`/`cross_v.i`, and the
-//!   self-attention cache `past_k.i`/`past_v.i` [rows, heads, steps − 1, head_dim] →
-//!   `log_probs` [rows, vocab] and `present_k.i`/`present_v.i` (the cache with this step).
+//!   `cross_k.i`/`cross_v.i`, the self-attention cache `past_k.i`/`past_v.i` [rows, heads,
+//!   past_steps, head_dim] and `self_mask` [rows, past_steps] (which cached columns are a row's;
+//!   the cache may have room beyond them) → `log_probs` [rows, vocab] and only this step's
+//!   keys/values `step_k.i`/`step_v.i` [rows, heads, 1, head_dim]. The step attends to the cache
+//!   and to its own keys without joining them (the scores are joined, a few numbers per row), so
+//!   no step copies the cache: the caller appends the step's keys/values in place.
 //!
 //! Batch, length and step axes are dynamic. Weights are initializers named after the
 //! checkpoint's tensors (linear weights stored transposed, `…weight_t`); the decoder's output
@@ -61,6 +64,9 @@ pub(crate) fn weight_data(weights: &BTreeMap<String, Tensor>, name: &str) -> Opt
 struct Graph<'w> {
     e: Emitter<'w>,
     config: &'w Config,
+    /// Every sequence this graph attends from has length 1 (the decoder step): moving the length
+    /// axis past the heads is then a reshape, not a transpose.
+    one_position: bool,
 }
 
 impl<'w> Graph<'w> {
@@ -70,7 +76,7 @@ impl<'w> Graph<'w> {
         config: &'w Config,
         precision: Precision,
     ) -> Self {
-        Self { e: Emitter::new(name, weights, precision), config }
+        Self { e: Emitter::new(name, weights, precision), config, one_position: false }
     }
 
     fn layer_norm(&mut self, x: &str, prefix: &str) -> Result<String, OnnxError> {
@@ -85,7 +91,12 @@ impl<'w> Graph<'w> {
 
     /// [b, len, dim] → [b, heads, len, head_dim].
     fn split_heads(&mut self, x: &str) -> Result<String, OnnxError> {
-        let shape = self.e.const_i64(&[4], &[0, 0, self.config.n_heads, self.config.head_dim()])?;
+        let (heads, head_dim) = (self.config.n_heads, self.config.head_dim());
+        if self.one_position {
+            let shape = self.e.const_i64(&[4], &[0, heads, 1, head_dim])?;
+            return self.e.op("Reshape", &[x, &shape]);
+        }
+        let shape = self.e.const_i64(&[4], &[0, 0, heads, head_dim])?;
         let y = self.e.op("Reshape", &[x, &shape])?;
         self.e.g.op("Transpose", &[&y], vec![attr::ints("perm", &[0, 2, 1, 3])])
     }
@@ -93,19 +104,68 @@ impl<'w> Graph<'w> {
     /// Attention of `x` over per-head keys/values; `mask` (bool, true = may attend) broadcasts
     /// to [b, heads, qlen, klen].
     fn attend(&mut self, x: &str, keys: &str, values: &str, mask: &str, prefix: &str) -> Result<String, OnnxError> {
+        let q = self.query(x, prefix)?;
+        let scores = self.masked_scores(&q, keys, mask)?;
+        let weights = self.e.g.op("Softmax", &[&scores], vec![attr::int("axis", -1)])?;
+        let context = self.e.op("MatMul", &[&weights, values])?;
+        self.merge_heads(&context, prefix)
+    }
+
+    /// One decoder step's self-attention over the cached keys/values (`mask` [rows, 1, 1,
+    /// past_steps] picks a row's columns) and the step's own `step_k`/`step_v` [rows, heads, 1,
+    /// head_dim]: one softmax over both, and the context summed from the two parts.
+    fn attend_step(
+        &mut self,
+        x: &str,
+        (past_k, past_v): (&str, &str),
+        (step_k, step_v): (&str, &str),
+        mask: &str,
+        prefix: &str,
+    ) -> Result<String, OnnxError> {
+        let q = self.query(x, prefix)?;
+        let past_scores = self.masked_scores(&q, past_k, mask)?;
+        let column = self.e.const_i64(&[4], &[0, self.config.n_heads, self.config.head_dim(), 1])?;
+        let step_kt = self.e.op("Reshape", &[step_k, &column])?; // a transpose of a length-1 axis
+        let step_score = self.e.op("MatMul", &[&q, &step_kt])?;
+        let scores = self.e.g.op("Concat", &[&past_scores, &step_score], vec![attr::int("axis", -1)])?;
+        let weights = self.e.g.op("Softmax", &[&scores], vec![attr::int("axis", -1)])?;
+        let axis = self.e.const_i64(&[1], &[-1])?;
+        let (start, last, end) =
+            (self.e.const_i64(&[1], &[0])?, self.e.const_i64(&[1], &[-1])?, self.e.const_i64(&[1], &[i64::MAX])?);
+        let past_weights = self.e.op("Slice", &[&weights, &start, &last, &axis])?;
+        let step_weight = self.e.op("Slice", &[&weights, &last, &end, &axis])?;
+        let past_context = self.e.op("MatMul", &[&past_weights, past_v])?;
+        let step_context = self.e.op("Mul", &[&step_weight, step_v])?;
+        let context = self.e.op("Add", &[&past_context, &step_context])?;
+        self.merge_heads(&context, prefix)
+    }
+
+    /// `x`'s per-head queries, scaled by 1/√head_dim: [b, heads, qlen, head_dim].
+    fn query(&mut self, x: &str, prefix: &str) -> Result<String, OnnxError> {
         let q = self.e.linear(x, &format!("{prefix}.q_lin"))?;
         let q = self.split_heads(&q)?;
         let scale = self.e.const_float((self.config.head_dim() as f32).sqrt())?;
-        let q = self.e.op("Div", &[&q, &scale])?;
+        self.e.op("Div", &[&q, &scale])
+    }
+
+    /// q·kᵀ with the columns `mask` forbids at −∞: [b, heads, qlen, klen].
+    fn masked_scores(&mut self, q: &str, keys: &str, mask: &str) -> Result<String, OnnxError> {
         let kt = self.e.g.op("Transpose", &[keys], vec![attr::ints("perm", &[0, 1, 3, 2])])?;
-        let scores = self.e.op("MatMul", &[&q, &kt])?;
+        let scores = self.e.op("MatMul", &[q, &kt])?;
         let minus_inf = self.e.const_float(f32::NEG_INFINITY)?;
-        let scores = self.e.op("Where", &[mask, &scores, &minus_inf])?;
-        let weights = self.e.g.op("Softmax", &[&scores], vec![attr::int("axis", -1)])?;
-        let context = self.e.op("MatMul", &[&weights, values])?;
-        let context = self.e.g.op("Transpose", &[&context], vec![attr::ints("perm", &[0, 2, 1, 3])])?;
-        let shape = self.e.const_i64(&[3], &[0, 0, self.config.emb_dim])?;
-        let context = self.e.op("Reshape", &[&context, &shape])?;
+        self.e.op("Where", &[mask, &scores, &minus_inf])
+    }
+
+    /// Per-head contexts [b, heads, qlen, head_dim] back to [b, qlen, dim], through `out_lin`.
+    fn merge_heads(&mut self, context: &str, prefix: &str) -> Result<String, OnnxError> {
+        let context = if self.one_position {
+            let shape = self.e.const_i64(&[3], &[0, 1, self.config.emb_dim])?;
+            self.e.op("Reshape", &[context, &shape])?
+        } else {
+            let context = self.e.g.op("Transpose", &[context], vec![attr::ints("perm", &[0, 2, 1, 3])])?;
+            let shape = self.e.const_i64(&[3], &[0, 0, self.config.emb_dim])?;
+            self.e.op("Reshape", &[&context, &shape])?
+        };
         self.e.linear(&context, &format!("{prefix}.out_lin"))
     }
 
@@ -173,7 +233,7 @@ impl<'w> Graph<'w> {
         }
 
         self.e.g.output(&mask, graph::SOURCE_MASK, ElemType::Bool, &[batch.clone(), src_len.clone()])?;
-        let kv_dims = self.kv_dims("src_len");
+        let kv_dims = self.kv_dims(Dim::symbolic("src_len"));
         for i in 0..self.config.n_dec_layers {
             let names: [fn(i64) -> String; 2] = [graph::cross_k, graph::cross_v];
             for (name, lin) in names.into_iter().zip(["k_lin", "v_lin"]) {
@@ -185,34 +245,31 @@ impl<'w> Graph<'w> {
         Ok(())
     }
 
-    fn kv_dims(&self, len: &str) -> [Dim; 4] {
-        [
-            Dim::symbolic("batch"),
-            Dim::fixed(self.config.n_heads),
-            Dim::symbolic(len),
-            Dim::fixed(self.config.head_dim()),
-        ]
+    fn kv_dims(&self, len: Dim) -> [Dim; 4] {
+        [Dim::symbolic("batch"), Dim::fixed(self.config.n_heads), len, Dim::fixed(self.config.head_dim())]
     }
 
     fn decoder_step(&mut self) -> Result<(), OnnxError> {
+        self.one_position = true;
         let rows = Dim::symbolic("batch");
         let tokens = self.e.g.input(graph::TOKENS, ElemType::I64, std::slice::from_ref(&rows))?;
         let positions = self.e.g.input(graph::POSITIONS, ElemType::I64, std::slice::from_ref(&rows))?;
         let lang = self.e.g.input(graph::LANG, ElemType::I64, &[Dim::fixed(1)])?;
         let source_mask =
             self.e.g.input(graph::SOURCE_MASK, ElemType::Bool, &[rows.clone(), Dim::symbolic("src_len")])?;
-        let self_mask = self.e.g.input(graph::SELF_MASK, ElemType::Bool, &[rows.clone(), Dim::symbolic("steps")])?;
+        let self_mask =
+            self.e.g.input(graph::SELF_MASK, ElemType::Bool, &[rows.clone(), Dim::symbolic("past_steps")])?;
         let layers = self.config.n_dec_layers;
         let mut cross = Vec::new();
         for i in 0..layers {
-            let k = self.e.float_input(&graph::cross_k(i), &self.kv_dims("src_len"))?;
-            let v = self.e.float_input(&graph::cross_v(i), &self.kv_dims("src_len"))?;
+            let k = self.e.float_input(&graph::cross_k(i), &self.kv_dims(Dim::symbolic("src_len")))?;
+            let v = self.e.float_input(&graph::cross_v(i), &self.kv_dims(Dim::symbolic("src_len")))?;
             cross.push((k, v));
         }
         let mut past = Vec::new();
         for i in 0..layers {
-            let k = self.e.float_input(&graph::past_k(i), &self.kv_dims("past_steps"))?;
-            let v = self.e.float_input(&graph::past_v(i), &self.kv_dims("past_steps"))?;
+            let k = self.e.float_input(&graph::past_k(i), &self.kv_dims(Dim::symbolic("past_steps")))?;
+            let v = self.e.float_input(&graph::past_v(i), &self.kv_dims(Dim::symbolic("past_steps")))?;
             past.push((k, v));
         }
 
@@ -223,13 +280,12 @@ impl<'w> Graph<'w> {
         let source_mask = self.e.unsqueeze(&source_mask, &[1, 2])?;
         for i in 0..layers {
             let prefix = format!("decoder.attentions.{i}");
-            let mut present = Vec::new();
-            for (lin, past) in [("k_lin", &past[i as usize].0), ("v_lin", &past[i as usize].1)] {
-                let y = self.e.linear(&x, &format!("{prefix}.{lin}"))?;
-                let y = self.split_heads(&y)?;
-                present.push(self.e.g.op("Concat", &[past, &y], vec![attr::int("axis", 2)])?);
-            }
-            let attended = self.attend(&x, &present[0], &present[1], &self_mask, &prefix)?;
+            let step_k = self.e.linear(&x, &format!("{prefix}.k_lin"))?;
+            let step_k = self.split_heads(&step_k)?;
+            let step_v = self.e.linear(&x, &format!("{prefix}.v_lin"))?;
+            let step_v = self.split_heads(&step_v)?;
+            let (past_k, past_v) = &past[i as usize];
+            let attended = self.attend_step(&x, (past_k, past_v), (&step_k, &step_v), &self_mask, &prefix)?;
             let sum = self.e.op("Add", &[&x, &attended])?;
             x = self.layer_norm(&sum, &format!("decoder.layer_norm1.{i}"))?;
             let (k, v) = cross[i as usize].clone();
@@ -239,9 +295,10 @@ impl<'w> Graph<'w> {
             let ffn = self.ffn(&x, &format!("decoder.ffns.{i}"))?;
             let sum = self.e.op("Add", &[&x, &ffn])?;
             x = self.layer_norm(&sum, &format!("decoder.layer_norm2.{i}"))?;
-            let names: [fn(i64) -> String; 2] = [graph::present_k, graph::present_v];
-            for (name, value) in names.into_iter().zip(&present) {
-                self.e.float_output(value, &name(i), &self.kv_dims("steps"))?;
+            let names: [fn(i64) -> String; 2] = [graph::step_k, graph::step_v];
+            let step_dims = self.kv_dims(Dim::fixed(1));
+            for (name, value) in names.into_iter().zip([&step_k, &step_v]) {
+                self.e.float_output(value, &name(i), &step_dims)?;
             }
         }
         let squeeze = self.e.const_i64(&[1], &[1])?;
