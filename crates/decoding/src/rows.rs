@@ -40,8 +40,9 @@ pub trait RowTensor: Sized {
     type Rows;
 
     fn row_index(&self, rows: &[usize]) -> Result<Self::Rows, Self::Error>;
-    /// The rows listed, in that order (repeats allowed).
-    fn select_rows(&self, rows: &Self::Rows) -> Result<Self, Self::Error>;
+    /// The rows listed, in that order (repeats allowed). Takes the tensor, so that an
+    /// implementation may reuse its memory.
+    fn select_rows(self, rows: &Self::Rows) -> Result<Self, Self::Error>;
     fn width(&self, axis: usize) -> usize;
     /// Columns `range` of `axis`, contiguous.
     fn narrow(self, axis: usize, range: Range<usize>) -> Result<Self, Self::Error>;
@@ -121,11 +122,11 @@ where
     /// Keeps the rows listed, in that order, then drops the columns no remaining row uses.
     pub fn select(&mut self, rows: &[usize]) -> Result<(), T::Error> {
         let index = self.source_mask.row_index(rows)?;
-        self.source_mask = self.source_mask.select_rows(&index)?;
-        self.steps_mask = self.steps_mask.select_rows(&index)?;
+        self.source_mask = take(&mut self.source_mask).select_rows(&index)?;
+        self.steps_mask = take(&mut self.steps_mask).select_rows(&index)?;
         self.positions = rows.iter().map(|&r| self.positions[r]).collect();
         for (_, tensor) in &mut self.tensors {
-            *tensor = tensor.select_rows(&index)?;
+            *tensor = take(tensor).select_rows(&index)?;
         }
         // Sources are left-aligned, so only trailing source columns can be unused.
         let source = 0..self.source_mask.used_columns()?.end;

@@ -113,10 +113,19 @@ impl<R> Slots<R> {
                 || dead.iter().any(|&p| p >= position_limit))
     }
 
-    /// Drops the dead rows; returns the state indices of the rows kept, in order.
+    /// Drops the dead rows; returns the state indices of the rows kept, in their new order. Live
+    /// rows at the end fill the holes in front and the others stay where they are, so every row
+    /// kept moves to an index no larger than its own and most do not move: a backend compacts its
+    /// caches in place, copying only the rows that fill holes.
     pub(crate) fn compact(&mut self) -> Vec<usize> {
-        let keep: Vec<usize> = (0..self.slots.len()).filter(|&i| matches!(self.slots[i], Slot::Live(_))).collect();
-        self.slots.retain(|slot| matches!(slot, Slot::Live(_)));
+        let is_live = |slot: &Slot<R>| matches!(slot, Slot::Live(_));
+        let live = self.slots.iter().filter(|slot| is_live(slot)).count();
+        let mut tail = (live..self.slots.len()).filter(|&i| is_live(&self.slots[i]));
+        let keep: Vec<usize> = (0..live)
+            .map(|i| if is_live(&self.slots[i]) { i } else { tail.next().expect("as many live rows behind as holes") })
+            .collect();
+        let mut slots: Vec<Option<Slot<R>>> = std::mem::take(&mut self.slots).into_iter().map(Some).collect();
+        self.slots = keep.iter().map(|&i| slots[i].take().expect("each row kept once")).collect();
         self.wasted = 0;
         keep
     }

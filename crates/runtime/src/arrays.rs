@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use ndarray::{Array, Array2, ArrayD, ArrayViewD, Axis, Dimension, RemoveAxis, Slice, concatenate};
+use ndarray::{Array, Array2, ArrayBase, ArrayD, ArrayViewD, Axis, Data, Dimension, Slice};
 use ort::{
     session::{SessionInputValue, SessionOutputs},
     value::{PrimitiveTensorElementType, TensorRef},
@@ -10,9 +10,12 @@ use ort::{
 
 use crate::RuntimeError;
 
-pub(crate) fn view<'a, T: PrimitiveTensorElementType + Clone + std::fmt::Debug + 'static, D: Dimension + 'static>(
-    array: &'a Array<T, D>,
-) -> Result<SessionInputValue<'a>, RuntimeError> {
+pub(crate) fn view<'a, T, S, D>(array: &'a ArrayBase<S, D>) -> Result<SessionInputValue<'a>, RuntimeError>
+where
+    T: PrimitiveTensorElementType + Clone + std::fmt::Debug + 'static,
+    S: Data<Elem = T>,
+    D: Dimension + 'static,
+{
     // Shape + slice rather than the array itself: ORT's layout check refuses zero-sized arrays
     // (an empty KV cache at the first step), whose strides ndarray leaves at zero.
     let data = array.as_slice().ok_or_else(|| RuntimeError::Bundle("internal: a non-contiguous input".into()))?;
@@ -45,14 +48,4 @@ pub(crate) fn pad_columns(mask: &Array2<bool>, width: usize) -> Cow<'_, Array2<b
     let mut padded = Array2::from_elem((mask.nrows(), width), false);
     padded.slice_axis_mut(Axis(1), Slice::from(0..mask.ncols())).assign(mask);
     Cow::Owned(padded)
-}
-
-/// `concatenate`, always in standard (row-major) layout: ndarray may pick column-major when
-/// joining along the last axis, and ORT reads inputs as row-major slices.
-pub(crate) fn concat<T: Clone, D: Dimension + RemoveAxis>(
-    axis: usize,
-    arrays: &[ndarray::ArrayView<'_, T, D>],
-) -> Array<T, D> {
-    let joined = concatenate(Axis(axis), arrays).expect("same shape but the joined axis");
-    if joined.is_standard_layout() { joined } else { joined.as_standard_layout().into_owned() }
 }

@@ -12,7 +12,7 @@ use xlmc_decoding::{Columns, GrowingArray, RowState, StepModel, xlm_source_layou
 
 use crate::{
     RuntimeError, SessionOptions,
-    arrays::{concat, output, output_view, pad_columns, view},
+    arrays::{output, output_view, pad_columns, view},
 };
 
 pub use xlmc_bundle::contract::{DECODER_GRAPH as DECODER_FILE, ENCODER_GRAPH as ENCODER_FILE};
@@ -127,6 +127,7 @@ impl StepModel for OrtTranslator<'_> {
         let steps_room = state.tensor(at(0, PAST_K)).capacity();
         let source_mask = pad_columns(state.source_mask(), source_room);
         let past_mask = pad_columns(state.steps_mask(), steps_room);
+        let caches: Vec<_> = (0..layers * PER_LAYER).map(|i| state.tensor(i).allocation()).collect();
         let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = vec![
             (graph::TOKENS.into(), view(&tokens)?),
             (graph::POSITIONS.into(), view(&positions)?),
@@ -141,26 +142,33 @@ impl StepModel for OrtTranslator<'_> {
                 (graph::past_k(i), PAST_K, steps_room),
                 (graph::past_v(i), PAST_V, steps_room),
             ] {
-                let cache = state.tensor(at(i, slot));
                 // Every layer's caches grow together, so one padded mask fits them all.
-                assert_eq!(cache.capacity(), room, "layer {i}'s cache {slot} has other room than layer 0's");
-                inputs.push((name.into(), view(cache.allocation())?));
+                let room_here = state.tensor(at(i, slot)).capacity();
+                assert_eq!(room_here, room, "layer {i}'s cache {slot} has other room than layer 0's");
+                inputs.push((name.into(), view(&caches[at(i, slot)])?));
             }
         }
         let outputs = self.model.decoder.run(inputs)?;
+        drop(caches);
         let log_probs: Array2<f32> = output(&outputs, graph::LOG_PROBS)?;
+        // Each row keeps its own steps from column 0, so its new step goes to the column of its
+        // position: a row that joined a running batch is not padded in front.
+        let columns: Vec<usize> = state.positions().iter().map(|&p| p as usize).collect();
         for i in 0..layers {
             for (name, slot) in [(graph::step_k(i), PAST_K), (graph::step_v(i), PAST_V)] {
                 let step = output_view::<f32>(&outputs, &name)?;
                 if step.shape() != [rows, self.model.spec.n_heads as usize, 1, self.model.spec.head_dim()] {
                     return Err(RuntimeError::Bundle(format!("output `{name}` has shape {:?}", step.shape())));
                 }
-                state.tensor_mut(at(i, slot)).push(step);
+                state.tensor_mut(at(i, slot)).put_columns(step, &columns);
             }
         }
         drop(outputs);
-        let own_step = Array2::from_elem((rows, 1), true);
-        let steps_mask = concat(1, &[state.steps_mask().view(), own_step.view()]);
+        let width = state.tensor(at(0, PAST_K)).columns();
+        let mut steps_mask = pad_columns(state.steps_mask(), width).into_owned();
+        for (row, &column) in columns.iter().enumerate() {
+            steps_mask[[row, column]] = true;
+        }
         state.advance(steps_mask);
         Ok(log_probs.into_raw_vec_and_offset().0)
     }

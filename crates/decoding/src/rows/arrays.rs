@@ -15,7 +15,7 @@ impl<A: Clone + Default, D: Dimension + RemoveAxis> RowTensor for Array<A, D> {
         Ok(rows.to_vec())
     }
 
-    fn select_rows(&self, rows: &Vec<usize>) -> Result<Self, Infallible> {
+    fn select_rows(self, rows: &Vec<usize>) -> Result<Self, Infallible> {
         Ok(self.select(Axis(0), rows))
     }
 

@@ -1,43 +1,52 @@
-//! [`GrowingArray`]: a host array with spare room along one axis, so that a decoder step appends
-//! its keys/values by writing one column in place instead of copying the whole cache (the way
-//! CTranslate2 and ONNX Runtime's own decoders keep a KV cache with a capacity).
+//! [`GrowingArray`]: a host array with spare room along its rows and one growing axis, so that a
+//! decoder step writes its keys/values into the cache in place, rows joining a running batch
+//! are written after it, and rows leaving are compacted in place — none of them copies the
+//! whole cache (the way CTranslate2 and ONNX Runtime's own decoders keep a KV cache with a
+//! capacity).
 //!
-//! The model reads the whole allocation, room included; a step model pads its masks to the
-//! allocation's width with `false`. Columns past [`GrowingArray::columns`] hold zeros or values
-//! left by rows that have gone: always finite, so the zero weight of a masked column keeps them
-//! out of every sum exactly.
+//! The model reads the first [`GrowingArray::rows`] rows with every allocated column
+//! ([`GrowingArray::allocation`]); a step model pads its masks to the allocated width with
+//! `false`. Columns a row does not use hold zeros or values left by rows that have gone: always
+//! finite, so the zero weight of a masked column keeps them out of every sum exactly.
 
 use std::{convert::Infallible, ops::Range};
 
-use ndarray::{ArrayD, ArrayViewD, Axis, Slice, concatenate};
+use ndarray::{ArrayD, ArrayViewD, Axis, Slice};
 
 use super::RowTensor;
 
-/// Room for this many steps is made at once when an empty cache first grows.
+/// Room for this many columns (or rows) is made at once when an empty array first grows.
 const FIRST_ROOM: usize = 16;
 
-/// An array whose columns along `axis` are in use up to [`GrowingArray::columns`] and allocated
-/// up to [`GrowingArray::capacity`]. Always row-major (ONNX Runtime reads it as a slice).
+/// An array of `rows` rows (axis 0) whose columns along `axis` are in use up to
+/// [`GrowingArray::columns`], with room allocated beyond both. Always row-major: the rows in use
+/// are a contiguous prefix (ONNX Runtime reads them as a slice).
 #[derive(Debug, Clone)]
 pub struct GrowingArray<A> {
     data: ArrayD<A>,
     axis: usize,
+    rows: usize,
     columns: usize,
 }
 
-impl<A: Clone + Default> GrowingArray<A> {
-    /// An array whose columns along `axis` are all in use.
+impl<A: Copy + Default> GrowingArray<A> {
+    /// An array whose rows and columns along `axis` (not 0) are all in use.
     pub fn new(data: ArrayD<A>, axis: usize) -> Self {
+        assert!(axis > 0 && axis < data.ndim(), "the growing axis is not the rows' axis");
         let data = if data.is_standard_layout() { data } else { data.as_standard_layout().into_owned() };
-        let columns = data.len_of(Axis(axis));
-        Self { data, axis, columns }
+        let (rows, columns) = (data.len_of(Axis(0)), data.len_of(Axis(axis)));
+        Self { data, axis, rows, columns }
     }
 
     /// `data` with room for `room` columns in all (at least its own).
     pub fn with_room(data: ArrayD<A>, axis: usize, room: usize) -> Self {
         let mut array = Self::new(data, axis);
-        array.grow_to(room);
+        array.reallocate(array.row_room(), room.max(array.capacity()));
         array
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
     }
 
     /// Columns in use along the growing axis.
@@ -50,51 +59,76 @@ impl<A: Clone + Default> GrowingArray<A> {
         self.data.len_of(Axis(self.axis))
     }
 
-    /// The whole allocation, room included: what the model reads.
-    pub fn allocation(&self) -> &ArrayD<A> {
-        &self.data
+    fn row_room(&self) -> usize {
+        self.data.len_of(Axis(0))
     }
 
-    /// The columns in use.
+    /// The rows in use with every allocated column: what the model reads.
+    pub fn allocation(&self) -> ArrayViewD<'_, A> {
+        self.data.slice_axis(Axis(0), Slice::from(0..self.rows))
+    }
+
+    /// The rows and columns in use.
     pub fn used(&self) -> ArrayViewD<'_, A> {
-        self.data.slice_axis(Axis(self.axis), Slice::from(0..self.columns))
+        let rows = self.data.slice_axis(Axis(0), Slice::from(0..self.rows));
+        rows.slice_axis_move(Axis(self.axis), Slice::from(0..self.columns))
     }
 
-    /// Appends `column` (one column along the growing axis, the other axes as this array's),
-    /// doubling the room when it is full.
+    /// Writes row `r` of `step` (one column along the growing axis, the other axes as this
+    /// array's) at column `at[r]` of row `r`: rows may be at different columns (each row keeps
+    /// its own steps from column 0). The room doubles when a row reaches its end.
     ///
     /// # Panics
-    /// When `column`'s shape does not fit.
-    pub fn push(&mut self, column: ArrayViewD<'_, A>) {
-        self.reserve(self.columns + 1);
-        let at = self.columns;
-        self.data.slice_axis_mut(Axis(self.axis), Slice::from(at..at + 1)).assign(&column);
-        self.columns += 1;
+    /// When `step` does not have this array's rows and shape, or `at` one entry per row.
+    pub fn put_columns(&mut self, step: ArrayViewD<'_, A>, at: &[usize]) {
+        assert_eq!(at.len(), self.rows, "one column per row");
+        assert_eq!(step.len_of(Axis(0)), self.rows, "one step row per row");
+        let furthest = at.iter().max().map_or(0, |&c| c + 1);
+        self.reserve_columns(furthest);
+        for (row, &column) in at.iter().enumerate() {
+            let mut target = self.data.index_axis_mut(Axis(0), row);
+            let mut target = target.slice_axis_mut(Axis(self.axis - 1), Slice::from(column..column + 1));
+            target.assign(&step.index_axis(Axis(0), row));
+        }
+        self.columns = self.columns.max(furthest);
     }
 
     /// Makes room for `columns` columns in all: at least double the room, so appending one
     /// column at a time copies the cache O(log steps) times.
-    fn reserve(&mut self, columns: usize) {
+    fn reserve_columns(&mut self, columns: usize) {
         let capacity = self.capacity();
         if columns > capacity {
-            self.grow_to(columns.max(2 * capacity).max(FIRST_ROOM));
+            self.reallocate(self.row_room(), columns.max(2 * capacity).max(FIRST_ROOM));
         }
     }
 
-    /// Makes room for exactly `room` columns, if it has less.
-    fn grow_to(&mut self, room: usize) {
-        if room <= self.capacity() {
-            return;
+    /// Makes room for `rows` rows in all, doubling.
+    fn reserve_rows(&mut self, rows: usize) {
+        let room = self.row_room();
+        if rows > room {
+            self.reallocate(rows.max(2 * room).max(FIRST_ROOM), self.capacity());
         }
+    }
+
+    /// A new allocation of `rows` × `columns` holding what is in use, zeros elsewhere.
+    fn reallocate(&mut self, rows: usize, columns: usize) {
         let mut shape = self.data.shape().to_vec();
-        shape[self.axis] = room;
+        (shape[0], shape[self.axis]) = (rows, columns);
         let mut data = ArrayD::from_elem(shape, A::default());
-        data.slice_axis_mut(Axis(self.axis), Slice::from(0..self.columns)).assign(&self.used());
+        let used = self.used();
+        data.slice_axis_mut(Axis(0), Slice::from(0..self.rows))
+            .slice_axis_move(Axis(self.axis), Slice::from(0..self.columns))
+            .assign(&used);
         self.data = data;
+    }
+
+    /// Elements of one row of the allocation.
+    fn row_len(&self) -> usize {
+        self.data.len() / self.row_room().max(1)
     }
 }
 
-impl<A: Clone + Default> RowTensor for GrowingArray<A> {
+impl<A: Copy + Default> RowTensor for GrowingArray<A> {
     type Error = Infallible;
     type Rows = Vec<usize>;
 
@@ -102,124 +136,102 @@ impl<A: Clone + Default> RowTensor for GrowingArray<A> {
         Ok(rows.to_vec())
     }
 
-    /// Room included: the rows keep growing in place.
-    fn select_rows(&self, rows: &Vec<usize>) -> Result<Self, Infallible> {
-        Ok(Self::new(self.data.select(Axis(0), rows), self.axis).with_columns(self.columns))
+    /// When no row moves up (`rows[t] ≥ t`: finished rows leaving, later rows filling their
+    /// holes) the rows are moved in place; any other selection (beam search's reordering) is
+    /// gathered into a new allocation with the same room.
+    fn select_rows(mut self, rows: &Vec<usize>) -> Result<Self, Infallible> {
+        self.keep_rows(rows);
+        Ok(self)
     }
 
     fn width(&self, axis: usize) -> usize {
-        if axis == self.axis { self.columns } else { self.data.len_of(Axis(axis)) }
-    }
-
-    /// Dropping trailing columns only forgets them; dropping leading ones moves the rest down.
-    fn narrow(self, axis: usize, range: Range<usize>) -> Result<Self, Infallible> {
-        assert!(axis == self.axis, "a GrowingArray narrows along its growing axis only");
-        if range.start == 0 {
-            return Ok(self.with_columns(range.end));
+        match axis {
+            0 => self.rows,
+            a if a == self.axis => self.columns,
+            a => self.data.len_of(Axis(a)),
         }
-        let capacity = self.capacity();
-        let kept = self.data.slice_axis(Axis(axis), Slice::from(range)).to_owned();
-        Ok(Self::with_room(kept, axis, capacity))
     }
 
-    /// Zero columns appended in place while there is room (else room for exactly `width`).
+    /// Dropping trailing columns forgets them (the room shrinks when it is over four times what
+    /// is used); dropping leading ones moves the rest down.
+    fn narrow(mut self, axis: usize, range: Range<usize>) -> Result<Self, Infallible> {
+        assert!(axis == self.axis, "a GrowingArray narrows along its growing axis only");
+        if range.start > 0 {
+            let kept = self.used().slice_axis(Axis(axis), Slice::from(range.clone())).to_owned();
+            let (rows, capacity) = (self.row_room(), self.capacity());
+            let mut moved = Self::new(kept, axis);
+            moved.reallocate(rows, capacity);
+            return Ok(moved);
+        }
+        self.columns = range.end;
+        if self.capacity() > 4 * self.columns.max(FIRST_ROOM) {
+            self.reallocate(self.row_room(), 2 * self.columns.max(FIRST_ROOM));
+        }
+        Ok(self)
+    }
+
+    /// Zero columns made usable in place while there is room (else the room doubles).
     fn pad(mut self, axis: usize, width: usize) -> Result<Self, Infallible> {
         assert!(axis == self.axis, "a GrowingArray pads along its growing axis only");
         if width <= self.columns {
             return Ok(self);
         }
-        self.grow_to(width);
-        self.data.slice_axis_mut(Axis(axis), Slice::from(self.columns..width)).fill(A::default());
-        Ok(self.with_columns(width))
+        self.reserve_columns(width);
+        let (rows, from) = (self.rows, self.columns);
+        self.data
+            .slice_axis_mut(Axis(0), Slice::from(0..rows))
+            .slice_axis_move(Axis(axis), Slice::from(from..width))
+            .fill(A::default());
+        self.columns = width;
+        Ok(self)
     }
 
-    /// Both have the same columns in use; the result has the larger room.
-    fn stack_rows(mut self, mut below: Self) -> Result<Self, Infallible> {
+    /// `below`'s rows are written into this array's room (which doubles when short): the rows
+    /// already here are not copied. Both have the same columns in use.
+    fn stack_rows(mut self, below: Self) -> Result<Self, Infallible> {
         assert_eq!(self.columns, below.columns, "rows are stacked at the same width");
-        let capacity = self.capacity().max(below.capacity());
-        self.grow_to(capacity);
-        below.grow_to(capacity);
-        let joined = concatenate(Axis(0), &[self.data.view(), below.data.view()]).expect("same shapes but rows");
-        Ok(Self::new(joined, self.axis).with_columns(self.columns))
+        let (start, end) = (self.rows, self.rows + below.rows);
+        self.reserve_rows(end);
+        let columns = self.columns;
+        self.data
+            .slice_axis_mut(Axis(0), Slice::from(start..end))
+            .slice_axis_move(Axis(self.axis), Slice::from(0..columns))
+            .assign(&below.used());
+        self.rows = end;
+        Ok(self)
     }
 
     fn placeholder() -> Self {
-        Self { data: ArrayD::from_elem(vec![0], A::default()), axis: 0, columns: 0 }
+        Self { data: ArrayD::from_elem(vec![0, 0], A::default()), axis: 1, rows: 0, columns: 0 }
     }
 }
 
-impl<A> GrowingArray<A> {
-    fn with_columns(mut self, columns: usize) -> Self {
-        debug_assert!(columns <= self.data.len_of(Axis(self.axis)));
-        self.columns = columns;
-        self
+impl<A: Copy + Default> GrowingArray<A> {
+    /// Keeps `rows` (indices into the rows in use), in that order.
+    fn keep_rows(&mut self, rows: &[usize]) {
+        // Targets are written in increasing order and each reads a row at or after itself, so
+        // no row is read after it was overwritten.
+        let in_place = rows.iter().enumerate().all(|(to, &from)| from >= to && from < self.rows);
+        if !in_place {
+            let room = self.row_room().max(rows.len());
+            let gathered = self.allocation().select(Axis(0), rows);
+            let capacity = self.capacity();
+            let columns = self.columns;
+            *self = Self::new(gathered, self.axis);
+            self.columns = columns;
+            self.reallocate(room, capacity);
+            return;
+        }
+        let row_len = self.row_len();
+        let flat = self.data.as_slice_mut().expect("standard layout");
+        for (to, &from) in rows.iter().enumerate() {
+            if to != from {
+                flat.copy_within(from * row_len..(from + 1) * row_len, to * row_len);
+            }
+        }
+        self.rows = rows.len();
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use ndarray::{Array, ArrayD, IxDyn};
-
-    use super::*;
-
-    /// [rows, 2, steps] with value 100·row + 10·head + step.
-    fn cache(rows: usize, steps: usize) -> ArrayD<f32> {
-        Array::from_shape_fn(IxDyn(&[rows, 2, steps]), |i| (100 * i[0] + 10 * i[1] + i[2]) as f32)
-    }
-
-    fn step_column(rows: usize, step: usize) -> ArrayD<f32> {
-        Array::from_shape_fn(IxDyn(&[rows, 2, 1]), |i| (100 * i[0] + 10 * i[1] + step) as f32)
-    }
-
-    #[test]
-    fn pushing_writes_in_place_until_the_room_doubles() {
-        let mut array = GrowingArray::new(cache(3, 0), 2);
-        assert_eq!((array.columns(), array.capacity()), (0, 0));
-        for step in 0..FIRST_ROOM + 1 {
-            array.push(step_column(3, step).view());
-        }
-        assert_eq!((array.columns(), array.capacity()), (FIRST_ROOM + 1, 2 * FIRST_ROOM));
-        assert_eq!(array.used(), cache(3, FIRST_ROOM + 1).view());
-        assert!(array.allocation().is_standard_layout());
-        // The room beyond the used columns is zero.
-        assert!(array.allocation().slice_axis(Axis(2), Slice::from(FIRST_ROOM + 1..)).iter().all(|&x| x == 0.0));
-    }
-
-    #[test]
-    fn select_narrow_pad_and_stack_keep_the_used_columns_right() {
-        let mut array = GrowingArray::with_room(cache(3, 5), 2, 8);
-        assert_eq!((array.columns(), array.capacity()), (5, 8));
-        array = array.select_rows(&vec![2, 0, 0]).unwrap();
-        assert_eq!(array.used(), cache(3, 5).select(Axis(0), &[2, 0, 0]).view());
-        assert_eq!(array.capacity(), 8, "selecting keeps the room");
-
-        let trailing = array.clone().narrow(2, 0..3).unwrap();
-        assert_eq!((trailing.width(2), trailing.capacity()), (3, 8), "trailing columns are forgotten, not copied");
-        assert_eq!(trailing.used(), array.used().slice_axis(Axis(2), Slice::from(0..3)));
-
-        let leading = array.clone().narrow(2, 2..5).unwrap();
-        assert_eq!(leading.used(), array.used().slice_axis(Axis(2), Slice::from(2..5)));
-        assert_eq!(leading.capacity(), 8);
-
-        // Padding a narrowed array zeroes what the dropped columns left behind.
-        let padded = trailing.pad(2, 6).unwrap();
-        assert_eq!(padded.width(2), 6);
-        assert!(padded.used().slice_axis(Axis(2), Slice::from(3..6)).iter().all(|&x| x == 0.0));
-        assert_eq!(
-            padded.used().slice_axis(Axis(2), Slice::from(0..3)),
-            array.used().slice_axis(Axis(2), Slice::from(0..3))
-        );
-
-        // Stacking gives both the larger room, whichever side has it.
-        for room in [6, 7, 13] {
-            let other = GrowingArray::with_room(cache(1, 6), 2, room);
-            let stacked = padded.clone().stack_rows(other.clone()).unwrap();
-            assert_eq!((stacked.width(0), stacked.width(2), stacked.capacity()), (4, 6, room.max(8)));
-            assert_eq!(stacked.used().slice_axis(Axis(0), Slice::from(0..3)), padded.used());
-            assert_eq!(stacked.used().slice_axis(Axis(0), Slice::from(3..4)), cache(1, 6).view());
-            assert!(stacked.allocation().is_standard_layout());
-            let below = other.stack_rows(padded.clone()).unwrap();
-            assert_eq!(below.capacity(), room.max(8));
-        }
-    }
-}
+mod tests;

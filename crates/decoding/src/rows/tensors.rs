@@ -15,7 +15,7 @@ impl RowTensor for Tensor {
         Tensor::f_from_slice(&rows)?.f_to_device(self.device())
     }
 
-    fn select_rows(&self, rows: &Tensor) -> Result<Self, TchError> {
+    fn select_rows(self, rows: &Tensor) -> Result<Self, TchError> {
         self.f_index_select(0, rows)
     }
 

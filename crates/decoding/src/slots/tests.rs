@@ -22,9 +22,20 @@ fn a_dead_row_stays_until_its_waste_would_pass_the_rows_in_the_state() {
         slots.stepped_dead();
     }
     assert!(slots.should_compact(100));
-    assert_eq!(slots.compact(), vec![0, 1, 2, 4, 5, 6, 7]);
+    // The last row fills the hole; the others stay.
+    assert_eq!(slots.compact(), vec![0, 1, 2, 7, 4, 5, 6]);
     assert!(slots.is_compact() && !slots.should_compact(100));
-    assert_eq!(slots.live_rows().copied().collect::<Vec<_>>(), vec![0, 1, 2, 4, 5, 6, 7]);
+    assert_eq!(slots.live_rows().copied().collect::<Vec<_>>(), vec![0, 1, 2, 7, 4, 5, 6]);
+}
+
+#[test]
+fn compaction_moves_rows_from_the_end_into_the_holes_only() {
+    let mut slots = slots(9);
+    kill(&mut slots, &[0, 3, 7, 8], 2);
+    let keep = slots.compact();
+    assert_eq!(keep, vec![5, 1, 2, 6, 4]);
+    assert!(keep.iter().enumerate().all(|(to, &from)| from >= to), "no row moves up: {keep:?}");
+    assert_eq!(slots.live_rows().copied().collect::<Vec<_>>(), keep);
 }
 
 #[test]
@@ -66,5 +77,7 @@ fn rows_joining_go_after_dead_ones() {
     kill(&mut slots, &[0], 3);
     slots.push(7);
     assert_eq!(slots.per_row(|&row| row, 99), vec![99, 1, 7]);
-    assert_eq!(slots.compact(), vec![1, 2]);
+    // The newcomer fills the dead row's place.
+    assert_eq!(slots.compact(), vec![2, 1]);
+    assert_eq!(slots.live_rows().copied().collect::<Vec<_>>(), vec![7, 1]);
 }
