@@ -109,8 +109,10 @@ impl StepModel for OrtTranslator<'_> {
         let empty = || GrowingArray::with_room(ArrayD::<f32>::zeros(vec![rows, heads, 0, head_dim]), 2, FIRST_STEPS);
         let mut tensors = Vec::with_capacity(layers * PER_LAYER);
         for (k, v) in cross {
-            tensors
-                .extend([(Columns::Source(2), GrowingArray::new(k, 2)), (Columns::Source(2), GrowingArray::new(v, 2))]);
+            tensors.extend([
+                (Columns::Source(2), GrowingArray::exact(k, 2)),
+                (Columns::Source(2), GrowingArray::exact(v, 2)),
+            ]);
             tensors.extend([(Columns::Steps(2), empty()), (Columns::Steps(2), empty())]);
         }
         Ok(OrtState::new(source_mask, Array2::from_elem((rows, 0), false), rows, tensors))

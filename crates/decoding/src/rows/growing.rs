@@ -27,6 +27,7 @@ pub struct GrowingArray<A> {
     axis: usize,
     rows: usize,
     columns: usize,
+    exact: bool,
 }
 
 impl<A: Copy + Default> GrowingArray<A> {
@@ -35,7 +36,14 @@ impl<A: Copy + Default> GrowingArray<A> {
         assert!(axis > 0 && axis < data.ndim(), "the growing axis is not the rows' axis");
         let data = if data.is_standard_layout() { data } else { data.as_standard_layout().into_owned() };
         let (rows, columns) = (data.len_of(Axis(0)), data.len_of(Axis(axis)));
-        Self { data, axis, rows, columns }
+        Self { data, axis, rows, columns, exact: false }
+    }
+
+    /// An array whose growing axis keeps no room: it is reallocated to exactly the columns in
+    /// use whenever they change. For columns that change only when rows come and go (a
+    /// source's positions), where every allocated column costs the model work at every step.
+    pub fn exact(data: ArrayD<A>, axis: usize) -> Self {
+        Self { exact: true, ..Self::new(data, axis) }
     }
 
     /// `data` with room for `room` columns in all (at least its own).
@@ -98,7 +106,8 @@ impl<A: Copy + Default> GrowingArray<A> {
     fn reserve_columns(&mut self, columns: usize) {
         let capacity = self.capacity();
         if columns > capacity {
-            self.reallocate(self.row_room(), columns.max(2 * capacity).max(FIRST_ROOM));
+            let room = if self.exact { columns } else { columns.max(2 * capacity).max(FIRST_ROOM) };
+            self.reallocate(self.row_room(), room);
         }
     }
 
@@ -158,13 +167,15 @@ impl<A: Copy + Default> RowTensor for GrowingArray<A> {
         assert!(axis == self.axis, "a GrowingArray narrows along its growing axis only");
         if range.start > 0 {
             let kept = self.used().slice_axis(Axis(axis), Slice::from(range.clone())).to_owned();
-            let (rows, capacity) = (self.row_room(), self.capacity());
-            let mut moved = Self::new(kept, axis);
+            let (rows, capacity) = (self.row_room(), if self.exact { range.len() } else { self.capacity() });
+            let mut moved = Self { exact: self.exact, ..Self::new(kept, axis) };
             moved.reallocate(rows, capacity);
             return Ok(moved);
         }
         self.columns = range.end;
-        if self.capacity() > 4 * self.columns.max(FIRST_ROOM) {
+        if self.exact && self.capacity() > self.columns {
+            self.reallocate(self.row_room(), self.columns);
+        } else if self.capacity() > 4 * self.columns.max(FIRST_ROOM) {
             self.reallocate(self.row_room(), 2 * self.columns.max(FIRST_ROOM));
         }
         Ok(self)
@@ -202,7 +213,7 @@ impl<A: Copy + Default> RowTensor for GrowingArray<A> {
     }
 
     fn placeholder() -> Self {
-        Self { data: ArrayD::from_elem(vec![0, 0], A::default()), axis: 1, rows: 0, columns: 0 }
+        Self { data: ArrayD::from_elem(vec![0, 0], A::default()), axis: 1, rows: 0, columns: 0, exact: false }
     }
 }
 
@@ -216,8 +227,8 @@ impl<A: Copy + Default> GrowingArray<A> {
             let room = self.row_room().max(rows.len());
             let gathered = self.allocation().select(Axis(0), rows);
             let capacity = self.capacity();
-            let columns = self.columns;
-            *self = Self::new(gathered, self.axis);
+            let (columns, exact) = (self.columns, self.exact);
+            *self = Self { exact, ..Self::new(gathered, self.axis) };
             self.columns = columns;
             self.reallocate(room, capacity);
             return;

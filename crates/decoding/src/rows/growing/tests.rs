@@ -96,3 +96,16 @@ fn joining_rows_are_written_into_the_room_without_moving_the_rows_there() {
     assert_eq!(joined.used().slice_axis(Axis(0), Slice::from(5..9)), cache(4, 6).view());
     assert!(joined.allocation().is_standard_layout());
 }
+
+#[test]
+fn an_exact_array_keeps_no_room() {
+    let source = GrowingArray::exact(cache(2, 5), 2);
+    let wider = source.clone().pad(2, 7).unwrap();
+    assert_eq!((wider.columns(), wider.capacity()), (7, 7));
+    assert_eq!(wider.used().slice_axis(Axis(2), Slice::from(0..5)), cache(2, 5).view());
+    let narrower = wider.narrow(2, 0..4).unwrap();
+    assert_eq!((narrower.columns(), narrower.capacity()), (4, 4));
+    assert_eq!(narrower.used(), cache(2, 4).view());
+    let gathered = narrower.select_rows(&vec![1, 1, 0]).unwrap().pad(2, 6).unwrap();
+    assert_eq!(gathered.capacity(), 6, "still exact after a gather");
+}
