@@ -167,10 +167,8 @@ impl<A: Copy + Default> RowTensor for GrowingArray<A> {
         assert!(axis == self.axis, "a GrowingArray narrows along its growing axis only");
         if range.start > 0 {
             let kept = self.used().slice_axis(Axis(axis), Slice::from(range.clone())).to_owned();
-            let (rows, capacity) = (self.row_room(), if self.exact { range.len() } else { self.capacity() });
-            let mut moved = Self { exact: self.exact, ..Self::new(kept, axis) };
-            moved.reallocate(rows, capacity);
-            return Ok(moved);
+            let capacity = if self.exact { range.len() } else { self.capacity() };
+            return Ok(self.holding(kept, self.row_room(), capacity));
         }
         self.columns = range.end;
         if self.exact && self.capacity() > self.columns {
@@ -218,19 +216,22 @@ impl<A: Copy + Default> RowTensor for GrowingArray<A> {
 }
 
 impl<A: Copy + Default> GrowingArray<A> {
+    /// An array of this kind (axis, exactness) whose rows and columns in use are `used`, in a new
+    /// allocation of `rows` × `columns` room.
+    fn holding(&self, used: ArrayD<A>, rows: usize, columns: usize) -> Self {
+        let mut array = Self { exact: self.exact, ..Self::new(used, self.axis) };
+        array.reallocate(rows, columns);
+        array
+    }
+
     /// Keeps `rows` (indices into the rows in use), in that order.
     fn keep_rows(&mut self, rows: &[usize]) {
         // Targets are written in increasing order and each reads a row at or after itself, so
         // no row is read after it was overwritten.
         let in_place = rows.iter().enumerate().all(|(to, &from)| from >= to && from < self.rows);
         if !in_place {
-            let room = self.row_room().max(rows.len());
-            let gathered = self.allocation().select(Axis(0), rows);
-            let capacity = self.capacity();
-            let (columns, exact) = (self.columns, self.exact);
-            *self = Self { exact, ..Self::new(gathered, self.axis) };
-            self.columns = columns;
-            self.reallocate(room, capacity);
+            let gathered = self.used().select(Axis(0), rows);
+            *self = self.holding(gathered, self.row_room().max(rows.len()), self.capacity());
             return;
         }
         let row_len = self.row_len();
