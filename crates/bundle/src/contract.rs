@@ -86,10 +86,6 @@ pub mod graph {
 
     /// Transformer decoder input: each row's position `[rows]` (i64).
     pub const POSITIONS: &str = "positions";
-    /// Transformer decoder input: which cached steps each row may attend to `[rows, past_steps]`
-    /// (the width of [`past_k`]); a row always attends to its own new step besides.
-    pub const SELF_MASK: &str = "self_mask";
-
     /// Transformer: the encoder's cross-attention keys of decoder layer `layer` (an encoder
     /// output and a decoder input).
     pub fn cross_k<L: std::fmt::Display>(layer: L) -> String {
@@ -101,27 +97,30 @@ pub mod graph {
         format!("cross_v.{layer}")
     }
 
-    /// Transformer decoder input: layer `layer`'s self-attention keys of the steps so far,
-    /// `[rows, heads, past_steps, head_dim]`; columns [`SELF_MASK`] marks false are ignored, so a
-    /// caller may pass a cache with room to grow.
+    /// Transformer decoder input: layer `layer`'s self-attention key cache, `[rows, heads,
+    /// room, head_dim]`. Row `r`'s steps so far are its first [`POSITIONS`]`[r]` columns (rows
+    /// are left-aligned); the columns after them are room, never read. The step writes its own
+    /// keys at column `positions[r]`, so `room` must exceed every position.
     pub fn past_k<L: std::fmt::Display>(layer: L) -> String {
         format!("past_k.{layer}")
     }
 
-    /// Transformer decoder input: layer `layer`'s self-attention values of the steps so far.
+    /// Transformer decoder input: layer `layer`'s self-attention value cache, like [`past_k`].
     pub fn past_v<L: std::fmt::Display>(layer: L) -> String {
         format!("past_v.{layer}")
     }
 
-    /// Transformer decoder output: this step's self-attention keys `[rows, heads, 1, head_dim]`,
-    /// for the caller to append to its cache (the graph never copies the cache).
-    pub fn step_k<L: std::fmt::Display>(layer: L) -> String {
-        format!("step_k.{layer}")
+    /// Transformer decoder output: the key cache with this step written in, the shape of
+    /// [`past_k`]. A caller passes the same buffer as `past_k` and as this output, and ONNX
+    /// Runtime writes the step into it in place (GroupQueryAttention's shared past/present
+    /// buffer): no step copies the cache.
+    pub fn present_k<L: std::fmt::Display>(layer: L) -> String {
+        format!("present_k.{layer}")
     }
 
-    /// Transformer decoder output: this step's self-attention values.
-    pub fn step_v<L: std::fmt::Display>(layer: L) -> String {
-        format!("step_v.{layer}")
+    /// Transformer decoder output: the value cache with this step written in, like [`present_k`].
+    pub fn present_v<L: std::fmt::Display>(layer: L) -> String {
+        format!("present_v.{layer}")
     }
 
     /// BiGRU encoder output and decoder input: the encoder states `[rows, src_len, d]`.
@@ -144,13 +143,21 @@ pub mod state {
         /// Cross-attention keys / values `[rows, heads, src_len, head_dim]`.
         pub const CROSS_K: usize = 0;
         pub const CROSS_V: usize = 1;
-        /// Cached self-attention keys / values `[rows, heads, steps, head_dim]`.
+        /// Cached self-attention keys / values `[rows, heads, steps, head_dim]` (the ONNX
+        /// decoder's with [`cache_head_dim`]).
         pub const PAST_K: usize = 2;
         pub const PAST_V: usize = 3;
 
         /// Tensor `slot` of decoder layer `layer`.
         pub const fn at(layer: usize, slot: usize) -> usize {
             PER_LAYER * layer + slot
+        }
+
+        /// The head size of the ONNX decoder's self-attention cache for a model whose heads
+        /// have `head_dim` values: ONNX Runtime's GroupQueryAttention takes multiples of 8, so
+        /// other sizes are padded with zeros (the padded projections are zero: nothing changes).
+        pub const fn cache_head_dim(head_dim: usize) -> usize {
+            head_dim.div_ceil(8) * 8
         }
     }
 

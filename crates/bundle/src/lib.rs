@@ -20,10 +20,11 @@ use serde::{Deserialize, Serialize};
 
 pub mod contract;
 pub use contract::{Architecture, MANIFEST_FILE};
-/// The bundle layout this build writes and the only one it reads. Format 2: the Transformer
-/// decoder takes a self-attention cache with room to grow and returns only the step's keys and
-/// values (format 1 returned the whole cache, copied at every step).
-pub const FORMAT_VERSION: u32 = 2;
+/// The bundle layout this build writes and the only one it reads. Format 3: the Transformer
+/// decoder writes the step into the self-attention cache it is given, in place, and attends
+/// over each row's own steps (ONNX Runtime's GroupQueryAttention); format 2 returned the step's
+/// keys and values for the caller to append, format 1 the whole cache.
+pub const FORMAT_VERSION: u32 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {

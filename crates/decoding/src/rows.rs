@@ -103,6 +103,12 @@ where
         self.tensors.iter().map(|(columns, tensor)| (*columns, tensor))
     }
 
+    /// Every cached tensor with its growing axis, mutably (for a model that writes several of
+    /// them in one step), in declaration order.
+    pub fn tensors_mut(&mut self) -> impl Iterator<Item = (Columns, &mut T)> {
+        self.tensors.iter_mut().map(|(columns, tensor)| (*columns, tensor))
+    }
+
     /// Tensor `i`, in declaration order.
     pub fn tensor(&self, i: usize) -> &T {
         &self.tensors[i].1

@@ -155,6 +155,19 @@ impl GraphBuilder {
         outputs: &[&str],
         attributes: Vec<AttributeProto>,
     ) -> Result<(), OnnxError> {
+        self.node_in("", op_type, inputs, outputs, attributes)
+    }
+
+    /// [`GraphBuilder::node`] for an operator of another domain than ONNX's own (ONNX Runtime's
+    /// contrib operators are `com.microsoft`); [`crate::Model`] imports every domain its graph uses.
+    pub fn node_in(
+        &mut self,
+        domain: &str,
+        op_type: &str,
+        inputs: &[&str],
+        outputs: &[&str],
+        attributes: Vec<AttributeProto>,
+    ) -> Result<(), OnnxError> {
         let node_name = format!("{op_type}_{}", self.next_id);
         self.next_id += 1;
         for input in inputs.iter().filter(|i| !i.is_empty()) {
@@ -172,6 +185,7 @@ impl GraphBuilder {
         self.graph.node.push(NodeProto {
             name: node_name,
             op_type: op_type.to_owned(),
+            domain: domain.to_owned(),
             input: inputs.iter().map(|s| (*s).to_owned()).collect(),
             output: outputs.iter().map(|s| (*s).to_owned()).collect(),
             attribute: attributes,

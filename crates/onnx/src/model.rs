@@ -32,14 +32,20 @@ pub struct Model {
 }
 
 impl Model {
+    /// The graph with ONNX's default opset, and version 1 of every other domain its nodes use.
     pub fn new(graph: GraphProto) -> Self {
+        let mut opset_import = vec![OperatorSetIdProto { domain: String::new(), version: DEFAULT_OPSET }];
+        let domains: std::collections::BTreeSet<&str> =
+            graph.node.iter().map(|n| n.domain.as_str()).filter(|d| !d.is_empty()).collect();
+        opset_import
+            .extend(domains.into_iter().map(|domain| OperatorSetIdProto { domain: domain.to_owned(), version: 1 }));
         Self {
             proto: ModelProto {
                 ir_version: IR_VERSION,
                 producer_name: PRODUCER_NAME.to_owned(),
                 producer_version: env!("CARGO_PKG_VERSION").to_owned(),
                 graph: Some(graph),
-                opset_import: vec![OperatorSetIdProto { domain: String::new(), version: DEFAULT_OPSET }],
+                opset_import,
                 ..Default::default()
             },
         }
@@ -92,6 +98,19 @@ mod tests {
         let back = ModelProto::decode(std::fs::read(&path).unwrap().as_slice()).unwrap();
         assert_eq!(&back, model.proto());
         assert_eq!(back.opset_import[0].version, DEFAULT_OPSET);
+        assert_eq!(back.opset_import.len(), 1, "no other domain used");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temp file left behind");
+    }
+
+    #[test]
+    fn every_domain_the_graph_uses_is_imported() {
+        let mut g = GraphBuilder::new("g");
+        g.input("x", ElemType::F32, &[Dim::symbolic("n")]).unwrap();
+        g.node_in("com.microsoft", "Gelu", &["x"], &["y"], vec![]).unwrap();
+        g.node_in("com.microsoft", "Gelu", &["y"], &["z"], vec![]).unwrap();
+        let model = Model::new(g.finish());
+        let imports: Vec<_> = model.proto().opset_import.iter().map(|o| (o.domain.as_str(), o.version)).collect();
+        assert_eq!(imports, [("", DEFAULT_OPSET), ("com.microsoft", 1)]);
+        assert_eq!(model.proto().graph.as_ref().unwrap().node[0].domain, "com.microsoft");
     }
 }

@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use ndarray::{Array, Array2, ArrayBase, ArrayD, ArrayViewD, Axis, Data, Dimension, Slice};
+use ndarray::{Array, Array2, ArrayBase, ArrayD, Axis, Data, Dimension, Slice};
 use ort::{
     session::{SessionInputValue, SessionOutputs},
     value::{PrimitiveTensorElementType, TensorRef},
@@ -29,15 +29,6 @@ pub(crate) fn output<T: PrimitiveTensorElementType + Clone + 'static, D: Dimensi
     let value = outputs.get(name).ok_or_else(|| RuntimeError::Bundle(format!("graph has no output `{name}`")))?;
     let array: ArrayD<T> = value.try_extract_array::<T>()?.to_owned();
     array.into_dimensionality::<D>().map_err(|e| RuntimeError::Bundle(format!("output `{name}`: {e}")))
-}
-
-/// An output borrowed from the run's results, for a caller that copies it where it belongs.
-pub(crate) fn output_view<'o, T: PrimitiveTensorElementType + 'static>(
-    outputs: &'o SessionOutputs<'_>,
-    name: &str,
-) -> Result<ArrayViewD<'o, T>, RuntimeError> {
-    let value = outputs.get(name).ok_or_else(|| RuntimeError::Bundle(format!("graph has no output `{name}`")))?;
-    Ok(value.try_extract_array::<T>()?)
 }
 
 /// `mask` [rows, columns] widened to `width` columns with `false` (borrowed when it is that wide).

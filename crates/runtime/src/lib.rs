@@ -19,6 +19,7 @@ use std::{
 
 mod arrays;
 mod bigru;
+mod in_place;
 mod model;
 mod transformer;
 

@@ -5,20 +5,26 @@
 use std::borrow::Cow;
 
 use ndarray::{Array1, Array2, ArrayD};
-use ort::session::{Session, SessionInputValue};
+use ort::{
+    AsPointer,
+    session::{Session, SessionInputValue},
+    sys::OrtValue,
+    value::{TensorRef, TensorRefMut},
+};
 use serde::Deserialize;
 use xlmc_bundle::Bundle;
 use xlmc_decoding::{Columns, GrowingArray, RowState, StepModel, xlm_source_layout};
 
 use crate::{
     RuntimeError, SessionOptions,
-    arrays::{output, output_view, pad_columns, view},
+    arrays::{output, pad_columns, view},
+    in_place::{Name, Writable, run_in_place},
 };
 
 pub use xlmc_bundle::contract::{DECODER_GRAPH as DECODER_FILE, ENCODER_GRAPH as ENCODER_FILE};
 use xlmc_bundle::contract::{
     graph,
-    state::transformer::{CROSS_K, CROSS_V, PAST_K, PAST_V, PER_LAYER, at},
+    state::transformer::{CROSS_K, CROSS_V, PAST_K, PAST_V, PER_LAYER, at, cache_head_dim},
 };
 
 /// What the runtime needs of a Transformer's config (the bundle manifest's `config`).
@@ -44,14 +50,49 @@ impl TransformerSpec {
 pub struct OrtTransformer {
     encoder: Session,
     decoder: Session,
+    names: DecoderNames,
     pub spec: TransformerSpec,
 }
 
+/// The decoder graph's input and output names, as `Run` takes them.
+#[derive(Debug)]
+struct DecoderNames {
+    tokens: Name,
+    positions: Name,
+    lang: Name,
+    source_mask: Name,
+    log_probs: Name,
+    /// Per state tensor (`contract::state::transformer` order): its input name, and for the
+    /// self-attention caches the output written into the same tensor.
+    tensors: Vec<(Name, Option<Name>)>,
+}
+
+impl DecoderNames {
+    fn new(layers: usize) -> Self {
+        let mut tensors: Vec<(Name, Option<Name>)> = Vec::with_capacity(layers * PER_LAYER);
+        tensors.resize_with(layers * PER_LAYER, || (Name::new(""), None));
+        for i in 0..layers {
+            tensors[at(i, CROSS_K)] = (Name::new(&graph::cross_k(i)), None);
+            tensors[at(i, CROSS_V)] = (Name::new(&graph::cross_v(i)), None);
+            tensors[at(i, PAST_K)] = (Name::new(&graph::past_k(i)), Some(Name::new(&graph::present_k(i))));
+            tensors[at(i, PAST_V)] = (Name::new(&graph::past_v(i)), Some(Name::new(&graph::present_v(i))));
+        }
+        Self {
+            tokens: Name::new(graph::TOKENS),
+            positions: Name::new(graph::POSITIONS),
+            lang: Name::new(graph::LANG),
+            source_mask: Name::new(graph::SOURCE_MASK),
+            log_probs: Name::new(graph::LOG_PROBS),
+            tensors,
+        }
+    }
+}
+
 /// Per-row state: the masks, each row's position, and per decoder layer the cross-attention
-/// keys/values [rows, heads, src_len, head_dim] and the cached self-attention keys/values
-/// [rows, heads, steps, head_dim], where `contract::state::transformer` puts them. Each is a
-/// [`GrowingArray`]: a step appends its keys/values in place, and the graph reads the whole
-/// allocation with the masks padded to it.
+/// keys/values [rows, heads, src_len, head_dim] and the self-attention cache [rows, heads,
+/// room, cache_head_dim], where `contract::state::transformer` puts them. Each is a
+/// [`GrowingArray`]: the graph writes each step into the cache in place (row `r` at column
+/// `positions[r]`) and reads only each row's own columns.
 pub type OrtState = RowState<GrowingArray<f32>, Array2<bool>>;
 
 /// Room for this many decoder steps is made when a batch is encoded (it doubles when full).
@@ -60,7 +101,8 @@ const FIRST_STEPS: usize = 16;
 impl OrtTransformer {
     pub fn load(bundle: &Bundle, options: &SessionOptions) -> Result<Self, RuntimeError> {
         let (spec, encoder, decoder) = crate::open_bundle::<TransformerSpec>(bundle, options)?;
-        Ok(Self { encoder, decoder, spec })
+        let names = DecoderNames::new(spec.n_dec_layers as usize);
+        Ok(Self { encoder, decoder, names, spec })
     }
 
     /// A step model translating from `source_lang` to `target_lang` (ids in `lang2id` order).
@@ -106,7 +148,8 @@ impl StepModel for OrtTranslator<'_> {
             cross.push((output::<f32, _>(&outputs, &graph::cross_k(i))?, output(&outputs, &graph::cross_v(i))?));
         }
         let source_mask = output(&outputs, graph::SOURCE_MASK)?;
-        let empty = || GrowingArray::with_room(ArrayD::<f32>::zeros(vec![rows, heads, 0, head_dim]), 2, FIRST_STEPS);
+        let cache_dims = vec![rows, heads, 0, cache_head_dim(head_dim)];
+        let empty = || GrowingArray::with_room(ArrayD::<f32>::zeros(cache_dims.clone()), 2, FIRST_STEPS);
         let mut tensors = Vec::with_capacity(layers * PER_LAYER);
         for (k, v) in cross {
             tensors.extend([
@@ -120,56 +163,60 @@ impl StepModel for OrtTranslator<'_> {
 
     fn step(&mut self, state: &mut OrtState, last_tokens: &[u32]) -> Result<Vec<f32>, RuntimeError> {
         let rows = state.rows();
-        let layers = self.model.spec.n_dec_layers as usize;
         let tokens = Array1::from_iter(last_tokens.iter().map(|&t| i64::from(t)));
         let positions = Array1::from_vec(state.positions().to_vec());
         let lang = Array1::from_vec(vec![self.target_lang]);
-        // The graph reads the caches' whole allocations; the masks cover them, room masked out.
-        let source_room = state.tensor(at(0, CROSS_K)).capacity();
-        let steps_room = state.tensor(at(0, PAST_K)).capacity();
-        let source_mask = pad_columns(state.source_mask(), source_room);
-        let past_mask = pad_columns(state.steps_mask(), steps_room);
-        let caches: Vec<_> = (0..layers * PER_LAYER).map(|i| state.tensor(i).allocation()).collect();
-        let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = vec![
-            (graph::TOKENS.into(), view(&tokens)?),
-            (graph::POSITIONS.into(), view(&positions)?),
-            (graph::LANG.into(), view(&lang)?),
-            (graph::SOURCE_MASK.into(), view(&source_mask)?),
-            (graph::SELF_MASK.into(), view(&past_mask)?),
-        ];
-        for i in 0..layers {
-            for (name, slot, room) in [
-                (graph::cross_k(i), CROSS_K, source_room),
-                (graph::cross_v(i), CROSS_V, source_room),
-                (graph::past_k(i), PAST_K, steps_room),
-                (graph::past_v(i), PAST_V, steps_room),
-            ] {
-                // Every layer's caches grow together, so one padded mask fits them all.
-                let room_here = state.tensor(at(i, slot)).capacity();
-                assert_eq!(room_here, room, "layer {i}'s cache {slot} has other room than layer 0's");
-                inputs.push((name.into(), view(&caches[at(i, slot)])?));
+        // The cross-attention caches are exact (every layer as wide as the source mask).
+        let source_mask = pad_columns(state.source_mask(), state.tensor(at(0, CROSS_K)).capacity()).into_owned();
+        let mut log_probs = Array2::<f32>::zeros((rows, self.model.spec.n_words as usize));
+        // Each row writes its step at the column of its position (rows keep their steps from
+        // column 0): room for the furthest is made before the graph writes in place.
+        let furthest = state.positions().iter().max().map_or(0, |&p| p as usize + 1);
+        let mut read = Vec::new();
+        let mut written = Vec::new();
+        for (i, (columns, tensor)) in state.tensors_mut().enumerate() {
+            if matches!(columns, Columns::Steps(_)) {
+                let cache = tensor.writable_allocation(furthest);
+                let shape = cache.shape().to_vec();
+                let data = cache.into_slice().expect("rows in use are contiguous");
+                written.push((i, TensorRefMut::from_array_view_mut((shape, data))?));
+            } else {
+                let cache = tensor.allocation();
+                let shape = cache.shape().to_vec();
+                let data = cache.to_slice().expect("rows in use are contiguous");
+                read.push((i, TensorRef::from_array_view((shape, data))?));
             }
         }
-        let outputs = self.model.decoder.run(inputs)?;
-        drop(caches);
-        let log_probs: Array2<f32> = output(&outputs, graph::LOG_PROBS)?;
-        // Each row keeps its own steps from column 0, so its new step goes to the column of its
-        // position: a row that joined a running batch is not padded in front.
-        let columns: Vec<usize> = state.positions().iter().map(|&p| p as usize).collect();
-        for i in 0..layers {
-            for (name, slot) in [(graph::step_k(i), PAST_K), (graph::step_v(i), PAST_V)] {
-                let step = output_view::<f32>(&outputs, &name)?;
-                if step.shape() != [rows, self.model.spec.n_heads as usize, 1, self.model.spec.head_dim()] {
-                    return Err(RuntimeError::Bundle(format!("output `{name}` has shape {:?}", step.shape())));
-                }
-                state.tensor_mut(at(i, slot)).put_columns(step, &columns);
+        {
+            let names = &self.model.names;
+            let small: [(&Name, SessionInputValue<'_>); 4] = [
+                (&names.tokens, view(&tokens)?),
+                (&names.positions, view(&positions)?),
+                (&names.lang, view(&lang)?),
+                (&names.source_mask, view(&source_mask)?),
+            ];
+            let mut inputs: Vec<(&Name, &dyn AsPointer<Sys = OrtValue>)> =
+                small.iter().map(|(name, value)| (*name, &**value as &dyn AsPointer<Sys = OrtValue>)).collect();
+            for (i, value) in &read {
+                inputs.push((&names.tensors[*i].0, &**value));
             }
+            for (i, value) in &written {
+                inputs.push((&names.tensors[*i].0, &**value));
+            }
+            let log_probs_value = TensorRefMut::from_array_view_mut(&mut log_probs)?;
+            let mut outputs: Vec<(&Name, &dyn Writable)> = vec![(&names.log_probs, &log_probs_value)];
+            for (i, value) in &written {
+                let present = names.tensors[*i].1.as_ref().expect("every self-attention cache is written");
+                outputs.push((present, value));
+            }
+            run_in_place(&mut self.model.decoder, &inputs, &outputs)?;
         }
-        drop(outputs);
+        drop((written, read));
+
         let width = state.tensor(at(0, PAST_K)).columns();
         let mut steps_mask = pad_columns(state.steps_mask(), width).into_owned();
-        for (row, &column) in columns.iter().enumerate() {
-            steps_mask[[row, column]] = true;
+        for (row, &position) in state.positions().iter().enumerate() {
+            steps_mask[[row, position as usize]] = true;
         }
         state.advance(steps_mask);
         Ok(log_probs.into_raw_vec_and_offset().0)

@@ -7,12 +7,13 @@
 //!   computed once per sentence here rather than in a third graph, so a step never recomputes them
 //!   and a backend keeps one session fewer;
 //! - `decoder.onnx`, one step: `tokens` [rows], `positions` [rows], `lang` [1], `source_mask`,
-//!   `cross_k.i`/`cross_v.i`, the self-attention cache `past_k.i`/`past_v.i` [rows, heads,
-//!   past_steps, head_dim] and `self_mask` [rows, past_steps] (which cached columns are a row's;
-//!   the cache may have room beyond them) → `log_probs` [rows, vocab] and only this step's
-//!   keys/values `step_k.i`/`step_v.i` [rows, heads, 1, head_dim]. The step attends to the cache
-//!   and to its own keys without joining them (the scores are joined, a few numbers per row), so
-//!   no step copies the cache: the caller appends the step's keys/values in place.
+//!   `cross_k.i`/`cross_v.i`, and the self-attention cache `past_k.i`/`past_v.i` [rows, heads,
+//!   room, cache_head_dim] → `log_probs` [rows, vocab] and `present_k.i`/`present_v.i`: the same
+//!   cache with the step written at column `positions[r]` of row `r`. Self-attention is ONNX
+//!   Runtime's `com.microsoft.GroupQueryAttention` on the packed query/key/value projection: it
+//!   attends over each row's own `positions[r] + 1` steps (not the widest row's), and when the
+//!   caller passes one buffer as both `past` and `present` it writes the step in place — no
+//!   step copies the cache, in the graph or outside it.
 //!
 //! Batch, length and step axes are dynamic. Weights are initializers named after the
 //! checkpoint's tensors (linear weights stored transposed, `…weight_t`); the decoder's output
@@ -28,8 +29,8 @@ use xlmc_onnx::{Dim, ElemType, Emitter, Model, OnnxError, Precision, WeightData,
 
 use crate::{Config, Seq2Seq};
 
-use xlmc_bundle::contract::graph;
 pub use xlmc_bundle::contract::{DECODER_GRAPH as DECODER_FILE, ENCODER_GRAPH as ENCODER_FILE};
+use xlmc_bundle::contract::{graph, state::transformer::cache_head_dim};
 /// XLM's LayerNorm epsilon.
 const LAYER_NORM_EPS: f32 = 1e-12;
 
@@ -44,7 +45,10 @@ impl Seq2Seq {
     /// Builds the encoder and one-step decoder graphs from the current weights in `precision`.
     pub fn to_onnx(&self, precision: Precision) -> Result<OnnxGraphs, OnnxError> {
         let weights: BTreeMap<String, Tensor> = self.vs.variables().into_iter().collect();
-        let lookup = |name: &str| weight_data(&weights, name);
+        let lookup = |name: &str| {
+            let stored = |name: &str| weight_data(&weights, name);
+            stored(name).or_else(|| self_attention_weight(&stored, &self.config, name))
+        };
         let mut encoder = Graph::new("xlmc_encoder", &lookup, &self.config, precision);
         encoder.encoder()?;
         let mut decoder = Graph::new("xlmc_decoder_step", &lookup, &self.config, precision);
@@ -58,6 +62,59 @@ pub(crate) fn weight_data(weights: &BTreeMap<String, Tensor>, name: &str) -> Opt
     let tensor = weights.get(name)?;
     let flat = tensor.to_kind(Kind::Float).to(Device::Cpu).contiguous().flatten(0, -1);
     Some((tensor.size(), Vec::<f32>::try_from(flat).ok()?))
+}
+
+/// Names the decoder's self-attention reads its derived weights by: the query, key and value
+/// projections packed into one `[3 · heads · cache_head_dim, dim]` linear layer (`{prefix}.qkv_lin`,
+/// in GroupQueryAttention's order), and the output projection over the padded heads
+/// (`{prefix}.out_lin_padded`; the plain `out_lin` when no padding is needed).
+const PACKED_QKV: &str = "qkv_lin";
+const PADDED_OUT: &str = "out_lin_padded";
+
+/// The derived weight `name` (see [`PACKED_QKV`]) from the stored ones, or `None` if `name` is
+/// not one.
+fn self_attention_weight(
+    stored: &dyn Fn(&str) -> Option<WeightData>,
+    config: &Config,
+    name: &str,
+) -> Option<WeightData> {
+    let (heads, head_dim) = (config.n_heads as usize, config.head_dim() as usize);
+    let padded = cache_head_dim(head_dim);
+    let (layer_prefix, leaf) = name.rsplit_once('.')?;
+    let (prefix, derived) = layer_prefix.rsplit_once('.')?;
+    match (derived, leaf) {
+        (PACKED_QKV, "weight" | "bias") => {
+            let mut values = Vec::new();
+            let mut inputs = 1;
+            for projection in ["q_lin", "k_lin", "v_lin"] {
+                let (dims, data) = stored(&format!("{prefix}.{projection}.{leaf}"))?;
+                inputs = dims.get(1).copied().unwrap_or(1) as usize;
+                // Each head's rows, then zero rows up to the padded head size.
+                for head in data.chunks(head_dim * inputs) {
+                    values.extend_from_slice(head);
+                    values.resize(values.len() + (padded - head_dim) * inputs, 0.0);
+                }
+            }
+            let rows = (values.len() / inputs) as i64;
+            let dims = if leaf == "weight" { vec![rows, inputs as i64] } else { vec![rows] };
+            Some((dims, values))
+        }
+        (PADDED_OUT, "weight") => {
+            let (dims, data) = stored(&format!("{prefix}.out_lin.weight"))?;
+            let outputs = dims[0] as usize;
+            let mut values = Vec::with_capacity(outputs * heads * padded);
+            // Each output row reads the heads' values, then zeros for the padding.
+            for row in data.chunks(heads * head_dim) {
+                for head in row.chunks(head_dim) {
+                    values.extend_from_slice(head);
+                    values.resize(values.len() + padded - head_dim, 0.0);
+                }
+            }
+            Some((vec![outputs as i64, (heads * padded) as i64], values))
+        }
+        (PADDED_OUT, "bias") => stored(&format!("{prefix}.out_lin.bias")),
+        _ => None,
+    }
 }
 
 /// Transformer layers on top of the shared [`Emitter`].
@@ -111,33 +168,54 @@ impl<'w> Graph<'w> {
         self.merge_heads(&context, prefix)
     }
 
-    /// One decoder step's self-attention over the cached keys/values (`mask` [rows, 1, 1,
-    /// past_steps] picks a row's columns) and the step's own `step_k`/`step_v` [rows, heads, 1,
-    /// head_dim]: one softmax over both, and the context summed from the two parts.
-    fn attend_step(
+    /// One decoder step's self-attention (ONNX Runtime's GroupQueryAttention): the step's
+    /// packed query/key/value, the layer's cache (`past_k`/`past_v`, updated in place into the
+    /// graph outputs `present_k`/`present_v`), `seqlens` [rows] (int32: each row's steps so far,
+    /// where its new step is written) and `total` [1] (int32: the longest row's steps + 1).
+    fn self_attend_step(
         &mut self,
         x: &str,
         (past_k, past_v): (&str, &str),
-        (step_k, step_v): (&str, &str),
-        mask: &str,
-        prefix: &str,
+        (seqlens, total): (&str, &str),
+        layer: i64,
     ) -> Result<String, OnnxError> {
-        let q = self.query(x, prefix)?;
-        let past_scores = self.masked_scores(&q, past_k, mask)?;
-        let column = self.e.const_i64(&[4], &[0, self.config.n_heads, self.config.head_dim(), 1])?;
-        let step_kt = self.e.op("Reshape", &[step_k, &column])?; // a transpose of a length-1 axis
-        let step_score = self.e.op("MatMul", &[&q, &step_kt])?;
-        let scores = self.e.g.op("Concat", &[&past_scores, &step_score], vec![attr::int("axis", -1)])?;
-        let weights = self.e.g.op("Softmax", &[&scores], vec![attr::int("axis", -1)])?;
-        let axis = self.e.const_i64(&[1], &[-1])?;
-        let (start, last, end) =
-            (self.e.const_i64(&[1], &[0])?, self.e.const_i64(&[1], &[-1])?, self.e.const_i64(&[1], &[i64::MAX])?);
-        let past_weights = self.e.op("Slice", &[&weights, &start, &last, &axis])?;
-        let step_weight = self.e.op("Slice", &[&weights, &last, &end, &axis])?;
-        let past_context = self.e.op("MatMul", &[&past_weights, past_v])?;
-        let step_context = self.e.op("Mul", &[&step_weight, step_v])?;
-        let context = self.e.op("Add", &[&past_context, &step_context])?;
-        self.merge_heads(&context, prefix)
+        let prefix = format!("decoder.attentions.{layer}");
+        let (heads, head_dim) = (self.config.n_heads, self.config.head_dim());
+        let qkv = self.e.linear(x, &format!("{prefix}.{PACKED_QKV}"))?;
+        let qkv = self.cast_to_float32(&qkv)?; // the cache is fp32 in every precision
+        let context = format!("{prefix}.context");
+        let (present_k, present_v) = (graph::present_k(layer), graph::present_v(layer));
+        self.e.g.node_in(
+            "com.microsoft",
+            "GroupQueryAttention",
+            &[&qkv, "", "", past_k, past_v, seqlens, total],
+            &[&context, &present_k, &present_v],
+            vec![
+                attr::int("num_heads", heads),
+                attr::int("kv_num_heads", heads),
+                attr::float("scale", 1.0 / (head_dim as f32).sqrt()),
+            ],
+        )?;
+        let cache_dims = self.cache_dims();
+        self.e.g.declare_output(&present_k, ElemType::F32, &cache_dims)?;
+        self.e.g.declare_output(&present_v, ElemType::F32, &cache_dims)?;
+        let context = if self.e.precision() == Precision::Fp16 { self.e.cast_to_compute(&context)? } else { context };
+        let out = if cache_head_dim(head_dim as usize) == head_dim as usize { "out_lin" } else { PADDED_OUT };
+        self.e.linear(&context, &format!("{prefix}.{out}"))
+    }
+
+    /// `x` (compute type) as fp32.
+    fn cast_to_float32(&mut self, x: &str) -> Result<String, OnnxError> {
+        if self.e.precision() != Precision::Fp16 {
+            return Ok(x.to_owned());
+        }
+        self.e.g.op("Cast", &[x], vec![attr::int("to", ElemType::F32.onnx_code())])
+    }
+
+    /// The self-attention cache's dims: [rows, heads, room, cache_head_dim].
+    fn cache_dims(&self) -> [Dim; 4] {
+        let head_dim = cache_head_dim(self.config.head_dim() as usize) as i64;
+        [Dim::symbolic("batch"), Dim::fixed(self.config.n_heads), Dim::symbolic("room"), Dim::fixed(head_dim)]
     }
 
     /// `x`'s per-head queries, scaled by 1/√head_dim: [b, heads, qlen, head_dim].
@@ -257,8 +335,6 @@ impl<'w> Graph<'w> {
         let lang = self.e.g.input(graph::LANG, ElemType::I64, &[Dim::fixed(1)])?;
         let source_mask =
             self.e.g.input(graph::SOURCE_MASK, ElemType::Bool, &[rows.clone(), Dim::symbolic("src_len")])?;
-        let self_mask =
-            self.e.g.input(graph::SELF_MASK, ElemType::Bool, &[rows.clone(), Dim::symbolic("past_steps")])?;
         let layers = self.config.n_dec_layers;
         let mut cross = Vec::new();
         for i in 0..layers {
@@ -268,24 +344,25 @@ impl<'w> Graph<'w> {
         }
         let mut past = Vec::new();
         for i in 0..layers {
-            let k = self.e.float_input(&graph::past_k(i), &self.kv_dims(Dim::symbolic("past_steps")))?;
-            let v = self.e.float_input(&graph::past_v(i), &self.kv_dims(Dim::symbolic("past_steps")))?;
+            let k = self.e.g.input(&graph::past_k(i), ElemType::F32, &self.cache_dims())?;
+            let v = self.e.g.input(&graph::past_v(i), ElemType::F32, &self.cache_dims())?;
             past.push((k, v));
         }
+        // A row's steps so far are its position: its cache columns 0..position, the new one at it.
+        let int32 = vec![attr::int("to", ElemType::I32.onnx_code())];
+        let seqlens = self.e.g.op("Cast", &[&positions], int32.clone())?;
+        let longest = self.e.g.op("ReduceMax", &[&positions], vec![attr::int("keepdims", 1)])?;
+        let one = self.e.const_i64(&[1], &[1])?;
+        let total = self.e.op("Add", &[&longest, &one])?;
+        let total = self.e.g.op("Cast", &[&total], int32)?;
 
         let tokens = self.e.unsqueeze(&tokens, &[1])?;
         let positions = self.e.unsqueeze(&positions, &[1])?;
         let mut x = self.embed("decoder", &tokens, &positions, &lang)?; // [rows, 1, dim]
-        let self_mask = self.e.unsqueeze(&self_mask, &[1, 2])?;
         let source_mask = self.e.unsqueeze(&source_mask, &[1, 2])?;
         for i in 0..layers {
-            let prefix = format!("decoder.attentions.{i}");
-            let step_k = self.e.linear(&x, &format!("{prefix}.k_lin"))?;
-            let step_k = self.split_heads(&step_k)?;
-            let step_v = self.e.linear(&x, &format!("{prefix}.v_lin"))?;
-            let step_v = self.split_heads(&step_v)?;
             let (past_k, past_v) = &past[i as usize];
-            let attended = self.attend_step(&x, (past_k, past_v), (&step_k, &step_v), &self_mask, &prefix)?;
+            let attended = self.self_attend_step(&x, (past_k, past_v), (&seqlens, &total), i)?;
             let sum = self.e.op("Add", &[&x, &attended])?;
             x = self.layer_norm(&sum, &format!("decoder.layer_norm1.{i}"))?;
             let (k, v) = cross[i as usize].clone();
@@ -295,11 +372,6 @@ impl<'w> Graph<'w> {
             let ffn = self.ffn(&x, &format!("decoder.ffns.{i}"))?;
             let sum = self.e.op("Add", &[&x, &ffn])?;
             x = self.layer_norm(&sum, &format!("decoder.layer_norm2.{i}"))?;
-            let names: [fn(i64) -> String; 2] = [graph::step_k, graph::step_v];
-            let step_dims = self.kv_dims(Dim::fixed(1));
-            for (name, value) in names.into_iter().zip([&step_k, &step_v]) {
-                self.e.float_output(value, &name(i), &step_dims)?;
-            }
         }
         let squeeze = self.e.const_i64(&[1], &[1])?;
         let hidden = self.e.op("Squeeze", &[&x, &squeeze])?; // [rows, dim]

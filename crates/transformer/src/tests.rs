@@ -499,3 +499,22 @@ fn onnx_runtime_decodes_like_libtorch_alone_in_batches_and_with_rows_joining_mid
         assert_eq!(out, expected, "beam {beam_size}: rows joining mid-decode");
     }
 }
+
+#[test]
+fn heads_of_a_size_onnx_attention_does_not_take_are_padded_and_decode_alike() {
+    // GroupQueryAttention takes head sizes that are multiples of 8; these heads have 6 values.
+    tch::manual_seed(5);
+    let config = Config { emb_dim: 24, n_heads: 4, ..Config::tiny(VOCAB) };
+    let model = Seq2Seq::new(config, Device::Cpu).unwrap();
+    assert_eq!(xlmc_bundle::contract::state::transformer::cache_head_dim(6), 8);
+    let dir = tempfile::tempdir().unwrap();
+    let mut ort = ort_model(&model, dir.path());
+    let sources = sources_n(16);
+    let options = DecodeOptions { beam_size: 2, ..Default::default() };
+    let torch = decode(&mut model.translator(0, 1), &sources, options).unwrap();
+    let onnx = decode(&mut ort.translator(0, 1), &sources, options).unwrap();
+    for (t, o) in torch.iter().zip(&onnx) {
+        assert_eq!(t.tokens, o.tokens);
+        assert!((t.score - o.score).abs() < 1e-4, "scores {} vs {}", t.score, o.score);
+    }
+}

@@ -1,5 +1,5 @@
 //! [`GrowingArray`]: a host array with spare room along its rows and one growing axis, so that a
-//! decoder step writes its keys/values into the cache in place, rows joining a running batch
+//! decoder step writes its keys/values into the cache in place ([`GrowingArray::writable_allocation`]), rows joining a running batch
 //! are written after it, and rows leaving are compacted in place — none of them copies the
 //! whole cache (the way CTranslate2 and ONNX Runtime's own decoders keep a KV cache with a
 //! capacity).
@@ -11,7 +11,7 @@
 
 use std::{convert::Infallible, ops::Range};
 
-use ndarray::{ArrayD, ArrayViewD, Axis, Slice};
+use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, Axis, Slice};
 
 use super::RowTensor;
 
@@ -82,23 +82,14 @@ impl<A: Copy + Default> GrowingArray<A> {
         rows.slice_axis_move(Axis(self.axis), Slice::from(0..self.columns))
     }
 
-    /// Writes row `r` of `step` (one column along the growing axis, the other axes as this
-    /// array's) at column `at[r]` of row `r`: rows may be at different columns (each row keeps
-    /// its own steps from column 0). The room doubles when a row reaches its end.
-    ///
-    /// # Panics
-    /// When `step` does not have this array's rows and shape, or `at` one entry per row.
-    pub fn put_columns(&mut self, step: ArrayViewD<'_, A>, at: &[usize]) {
-        assert_eq!(at.len(), self.rows, "one column per row");
-        assert_eq!(step.len_of(Axis(0)), self.rows, "one step row per row");
-        let furthest = at.iter().max().map_or(0, |&c| c + 1);
-        self.reserve_columns(furthest);
-        for (row, &column) in at.iter().enumerate() {
-            let mut target = self.data.index_axis_mut(Axis(0), row);
-            let mut target = target.slice_axis_mut(Axis(self.axis - 1), Slice::from(column..column + 1));
-            target.assign(&step.index_axis(Axis(0), row));
-        }
-        self.columns = self.columns.max(furthest);
+    /// The rows in use with every allocated column, for a model to write into in place (ONNX
+    /// Runtime's attention writing a decoder step into the cache): room is made first for
+    /// `columns` columns in use (the room doubles when short), and those count as used after.
+    /// Each row may write a different column (each row keeps its own steps from column 0).
+    pub fn writable_allocation(&mut self, columns: usize) -> ArrayViewMutD<'_, A> {
+        self.reserve_columns(columns);
+        self.columns = self.columns.max(columns);
+        self.data.slice_axis_mut(Axis(0), Slice::from(0..self.rows))
     }
 
     /// Makes room for `columns` columns in all: at least double the room, so appending one

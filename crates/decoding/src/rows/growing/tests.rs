@@ -12,12 +12,24 @@ fn step_of(rows: usize, step: impl Fn(usize) -> usize) -> ArrayD<f32> {
     Array::from_shape_fn(IxDyn(&[rows, 2, 1]), |i| (100 * i[0] + 10 * i[1] + step(i[0]) + 1) as f32)
 }
 
+/// Writes row `r` of `step` at column `at[r]` through the writable allocation, as a model does.
+fn put_columns(array: &mut GrowingArray<f32>, step: ArrayD<f32>, at: &[usize]) {
+    let furthest = at.iter().max().map_or(0, |&c| c + 1);
+    let mut allocation = array.writable_allocation(furthest);
+    for (row, &column) in at.iter().enumerate() {
+        allocation
+            .index_axis_mut(Axis(0), row)
+            .slice_axis_mut(Axis(1), Slice::from(column..column + 1))
+            .assign(&step.index_axis(Axis(0), row));
+    }
+}
+
 #[test]
 fn each_row_writes_its_step_at_its_own_column_and_the_room_doubles() {
     let mut array = GrowingArray::new(cache(3, 0), 2);
     assert_eq!((array.columns(), array.capacity()), (0, 0));
     for step in 0..FIRST_ROOM + 1 {
-        array.put_columns(step_of(3, |_| step).view(), &[step; 3]);
+        put_columns(&mut array, step_of(3, |_| step), &[step; 3]);
     }
     assert_eq!((array.columns(), array.capacity()), (FIRST_ROOM + 1, 2 * FIRST_ROOM));
     assert_eq!(array.used(), cache(3, FIRST_ROOM + 1).view());
@@ -26,11 +38,13 @@ fn each_row_writes_its_step_at_its_own_column_and_the_room_doubles() {
 
     // Rows at different steps: row 1 is one step behind, row 2 joined three steps later.
     let mut array = GrowingArray::with_room(cache(3, 0), 2, 4);
+    let before = array.allocation().as_ptr();
     let columns = [[0, 0, 0], [1, 1, 1], [2, 1, 2], [3, 2, 3]];
     for at in columns {
-        array.put_columns(step_of(3, |r| at[r]).view(), &at);
+        put_columns(&mut array, step_of(3, |r| at[r]), &at);
     }
     assert_eq!((array.columns(), array.capacity()), (4, 4));
+    assert_eq!(array.allocation().as_ptr(), before, "written in place while the room lasts");
     assert_eq!(array.used().slice_axis(Axis(0), Slice::from(0..1)), cache(1, 4).view());
     let lagging = array.used().index_axis(Axis(0), 1).to_owned();
     assert_eq!(lagging.iter().filter(|&&x| x == 0.0).count(), 2, "row 1 used 3 of 4 columns: {lagging}");
