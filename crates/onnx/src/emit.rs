@@ -72,10 +72,24 @@ impl<'w> Emitter<'w> {
     /// An fp32 graph input, as the compute type (cast once at the edge for fp16).
     pub fn float_input(&mut self, name: &str, dims: &[Dim]) -> Result<String, OnnxError> {
         let x = self.g.input(name, ElemType::F32, dims)?;
+        self.float32_to_compute(&x)
+    }
+
+    /// `x` (fp32) in the compute type: a cast with fp16, `x` itself otherwise.
+    pub fn float32_to_compute(&mut self, x: &str) -> Result<String, OnnxError> {
         if self.precision != Precision::Fp16 {
-            return Ok(x);
+            return Ok(x.to_owned());
         }
-        self.cast_to_compute(&x)
+        self.cast_to_compute(x)
+    }
+
+    /// `x` (compute type) as fp32: a cast with fp16, `x` itself otherwise (for an operator that
+    /// takes fp32 only in this graph, like ONNX Runtime's attention over an fp32 cache).
+    pub fn compute_to_float32(&mut self, x: &str) -> Result<String, OnnxError> {
+        if self.precision != Precision::Fp16 {
+            return Ok(x.to_owned());
+        }
+        self.g.op("Cast", &[x], vec![attr::int("to", ElemType::F32.onnx_code())])
     }
 
     /// Exposes `value` (compute type) as the fp32 graph output `name`.

@@ -89,11 +89,8 @@ fn derived_weight(stored: &dyn Fn(&str) -> Option<WeightData>, config: &Config, 
             for projection in ["q_lin", "k_lin", "v_lin"] {
                 let (dims, data) = stored(&format!("{prefix}.{projection}.{leaf}"))?;
                 inputs = dims.get(1).copied().unwrap_or(1) as usize;
-                // Each head's rows, then zero rows up to the padded head size.
-                for head in data.chunks(head_dim * inputs) {
-                    values.extend_from_slice(head);
-                    values.resize(values.len() + (padded - head_dim) * inputs, 0.0);
-                }
+                // Each head's rows (output values), then zero rows up to the padded head size.
+                values.extend(pad_chunks(&data, head_dim * inputs, padded * inputs));
             }
             let rows = (values.len() / inputs) as i64;
             let dims = if leaf == "weight" { vec![rows, inputs as i64] } else { vec![rows] };
@@ -101,16 +98,8 @@ fn derived_weight(stored: &dyn Fn(&str) -> Option<WeightData>, config: &Config, 
         }
         (PADDED_OUT, "weight") => {
             let (dims, data) = stored(&format!("{prefix}.out_lin.weight"))?;
-            let outputs = dims[0] as usize;
-            let mut values = Vec::with_capacity(outputs * heads * padded);
-            // Each output row reads the heads' values, then zeros for the padding.
-            for row in data.chunks(heads * head_dim) {
-                for head in row.chunks(head_dim) {
-                    values.extend_from_slice(head);
-                    values.resize(values.len() + padded - head_dim, 0.0);
-                }
-            }
-            Some((vec![outputs as i64, (heads * padded) as i64], values))
+            // Each output row reads the heads' values (its inputs), each then zeros for the padding.
+            Some((vec![dims[0], (heads * padded) as i64], pad_chunks(&data, head_dim, padded)))
         }
         (PADDED_OUT, "bias") => stored(&format!("{prefix}.out_lin.bias")),
         (SCALED_QUERY, "weight" | "bias") => {
@@ -120,6 +109,16 @@ fn derived_weight(stored: &dyn Fn(&str) -> Option<WeightData>, config: &Config, 
         }
         _ => None,
     }
+}
+
+/// `data` in chunks of `chunk` values, each followed by zeros up to `padded` values.
+fn pad_chunks(data: &[f32], chunk: usize, padded: usize) -> Vec<f32> {
+    let mut values = Vec::with_capacity(data.len() / chunk * padded);
+    for part in data.chunks(chunk) {
+        values.extend_from_slice(part);
+        values.resize(values.len() + padded - chunk, 0.0);
+    }
+    values
 }
 
 /// Transformer layers on top of the shared [`Emitter`].
@@ -187,7 +186,7 @@ impl<'w> Graph<'w> {
         let prefix = format!("decoder.attentions.{layer}");
         let (heads, head_dim) = (self.config.n_heads, self.config.head_dim());
         let qkv = self.e.linear(x, &format!("{prefix}.{PACKED_QKV}"))?;
-        let qkv = self.cast_to_float32(&qkv)?; // the cache is fp32 in every precision
+        let qkv = self.e.compute_to_float32(&qkv)?; // the cache is fp32 in every precision
         let context = format!("{prefix}.context");
         let (present_k, present_v) = (graph::present_k(layer), graph::present_v(layer));
         self.e.g.node_in(
@@ -204,17 +203,9 @@ impl<'w> Graph<'w> {
         let cache_dims = self.cache_dims();
         self.e.g.declare_output(&present_k, ElemType::F32, &cache_dims)?;
         self.e.g.declare_output(&present_v, ElemType::F32, &cache_dims)?;
-        let context = if self.e.precision() == Precision::Fp16 { self.e.cast_to_compute(&context)? } else { context };
+        let context = self.e.float32_to_compute(&context)?;
         let out = if cache_head_dim(head_dim as usize) == head_dim as usize { "out_lin" } else { PADDED_OUT };
         self.e.linear(&context, &format!("{prefix}.{out}"))
-    }
-
-    /// `x` (compute type) as fp32.
-    fn cast_to_float32(&mut self, x: &str) -> Result<String, OnnxError> {
-        if self.e.precision() != Precision::Fp16 {
-            return Ok(x.to_owned());
-        }
-        self.e.g.op("Cast", &[x], vec![attr::int("to", ElemType::F32.onnx_code())])
     }
 
     /// The self-attention cache's dims: [rows, heads, room, cache_head_dim].

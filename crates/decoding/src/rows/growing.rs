@@ -1,13 +1,14 @@
 //! [`GrowingArray`]: a host array with spare room along its rows and one growing axis, so that a
-//! decoder step writes its keys/values into the cache in place ([`GrowingArray::writable_allocation`]), rows joining a running batch
-//! are written after it, and rows leaving are compacted in place — none of them copies the
-//! whole cache (the way CTranslate2 and ONNX Runtime's own decoders keep a KV cache with a
-//! capacity).
+//! decoder step writes its keys/values into the cache in place
+//! ([`GrowingArray::writable_allocation`]), rows joining a running batch are written after it,
+//! and rows leaving are compacted in place — none of them copies the whole cache (the way
+//! CTranslate2 and ONNX Runtime's own decoders keep a KV cache with a capacity).
 //!
 //! The model reads the first [`GrowingArray::rows`] rows with every allocated column
-//! ([`GrowingArray::allocation`]); a step model pads its masks to the allocated width with
-//! `false`. Columns a row does not use hold zeros or values left by rows that have gone: always
-//! finite, so the zero weight of a masked column keeps them out of every sum exactly.
+//! ([`GrowingArray::allocation`]) and must ignore the columns a row does not use: they hold
+//! zeros or values left by rows that have gone (always finite). ONNX Runtime's
+//! GroupQueryAttention reads only each row's own steps; a step model that masks instead pads its
+//! masks to the allocated width with `false`.
 
 use std::{convert::Infallible, ops::Range};
 
