@@ -63,8 +63,8 @@ fn gru_inputs(e: &mut Emitter, prefix: &str, suffixes: &[&str], hidden: usize) -
 }
 
 impl BiGru {
-    /// The two graphs in `precision`; int8 quantizes the linear layers and the output layer (the
-    /// GRUs stay fp32: ONNX has no integer GRU).
+    /// The two graphs in `precision`; int8 quantizes the linear layers, the vocabulary embeddings
+    /// and the output layer (the GRUs stay fp32: ONNX has no integer GRU).
     pub fn to_onnx(&self, precision: Precision) -> Result<OnnxGraphs, OnnxError> {
         // The variable map once, not once per weight read.
         let variables = self.vs.variables();
@@ -78,8 +78,7 @@ impl BiGru {
 
     /// Token + language embeddings.
     fn embed_graph(e: &mut Emitter, side: &str, tokens: &str, lang: &str) -> Result<String, OnnxError> {
-        let table = e.weight(&format!("{side}.embeddings.weight"))?;
-        let x = e.op("Gather", &[&table, tokens])?;
+        let x = e.embedding(&format!("{side}.embeddings.weight"), tokens)?;
         let langs = e.weight(&format!("{side}.lang_embeddings.weight"))?;
         let l = e.op("Gather", &[&langs, lang])?; // [1, emb]
         e.op("Add", &[&x, &l])

@@ -15,7 +15,8 @@ pub enum Precision {
     /// provider runs such graphs too, casting around kernels it has no fp16 version of.
     Fp16,
     /// Weight matrices as int8 (one scale per output column) with activations quantized per call,
-    /// which ONNX Runtime's CPU provider runs as dynamic int8 matrix products; the rest is fp32.
+    /// which ONNX Runtime's CPU provider runs as dynamic int8 matrix products; vocabulary
+    /// embeddings as int8 rows (one scale per entry); the rest is fp32.
     Int8,
 }
 
@@ -189,7 +190,7 @@ impl<'w> Emitter<'w> {
     }
 
     /// `x Wᵀ` for the weight `name` `[out, in]`. With int8, W is stored as int8 with one
-    /// scale per output column (symmetric, max |w| ↦ 127) and `x` is quantized per call
+    /// scale per output column (symmetric, max |w| ↦ [`WEIGHT_LEVELS`]) and `x` is quantized per call
     /// (`DynamicQuantizeLinear` → `MatMulInteger` → rescale), which ONNX Runtime runs as one
     /// dynamic int8 MatMul on CPU.
     pub fn matmul_weight_t(&mut self, x: &str, name: &str) -> Result<String, OnnxError> {
@@ -198,25 +199,77 @@ impl<'w> Emitter<'w> {
             return self.op("MatMul", &[x, &w]);
         }
         let (dims, values) = self.data(name)?;
-        let [rows, cols] = dims[..] else { return Err(OnnxError::MissingWeight(format!("{name} (2-D)"))) };
-        let (out, inp) = (rows as usize, cols as usize);
-        let scales: Vec<f32> = (0..out)
-            .map(|o| values[o * inp..(o + 1) * inp].iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-12) / 127.0)
-            .collect();
+        let [out, inp] = two_dims(name, &dims)?;
+        let (scale_name, scales) = self.row_scales(name, out, &values)?;
         // Transposed to [in, out], as MatMulInteger's B.
-        let quantized: Vec<i8> = (0..inp * out)
-            .map(|i| (values[(i % out) * inp + i / out] / scales[i % out]).round().clamp(-127.0, 127.0) as i8)
-            .collect();
+        let quantized: Vec<i8> =
+            (0..inp * out).map(|i| quantize(values[(i % out) * inp + i / out], scales[i % out])).collect();
         let w = self.g.initializer_i8(&format!("{name}_t_int8"), &[inp as i64, out as i64], &quantized)?;
-        let w_scale = self.g.initializer_f32(&format!("{name}_t_scale"), &[out as i64], &scales)?;
         self.constants += 1;
         let w_zero = self.g.initializer_i8(&format!("const_i8_{}", self.constants), &[], &[0])?;
         let (x_q, x_scale, x_zero) = (format!("{name}_xq"), format!("{name}_xscale"), format!("{name}_xzero"));
         self.g.node("DynamicQuantizeLinear", &[x], &[&x_q, &x_scale, &x_zero], vec![])?;
         let y = self.op("MatMulInteger", &[&x_q, &w, &x_zero, &w_zero])?;
         let y = self.g.op("Cast", &[&y], vec![crate::attr::int("to", 1)])?;
-        let scale = self.op("Mul", &[&x_scale, &w_scale])?;
+        let scale = self.op("Mul", &[&x_scale, &scale_name])?;
         self.op("Mul", &[&y, &scale])
+    }
+
+    /// The rows of the embedding table `table` `[entries, dim]` for `ids` (any shape): `[..ids,
+    /// dim]` in the compute type. With int8 the table is stored as int8 with one scale per entry
+    /// (the scales the tied output layer's columns use) and the looked-up rows are rescaled, so
+    /// no fp32 copy of the vocabulary's embeddings is kept.
+    pub fn embedding(&mut self, table: &str, ids: &str) -> Result<String, OnnxError> {
+        if self.precision != Precision::Int8 {
+            let table = self.weight(table)?;
+            return self.op("Gather", &[&table, ids]);
+        }
+        let (dims, values) = self.data(table)?;
+        let [entries, dim] = two_dims(table, &dims)?;
+        let (scale_name, scales) = self.row_scales(table, entries, &values)?;
+        let quantized: Vec<i8> = values.iter().enumerate().map(|(i, &v)| quantize(v, scales[i / dim])).collect();
+        let rows = self.g.initializer_i8(&format!("{table}_int8"), &[entries as i64, dim as i64], &quantized)?;
+        let rows = self.op("Gather", &[&rows, ids])?;
+        let rows = self.cast_to_compute(&rows)?;
+        let row_scales = self.op("Gather", &[&scale_name, ids])?;
+        let row_scales = self.unsqueeze(&row_scales, &[-1])?;
+        self.op("Mul", &[&rows, &row_scales])
+    }
+
+    /// One scale per row of `name` `[rows, ..]` (max |w| / [`WEIGHT_LEVELS`]), as the fp32 initializer
+    /// `{name}_scale`, added once and shared by every int8 copy of the weight.
+    fn row_scales(&mut self, name: &str, rows: usize, values: &[f32]) -> Result<(String, Vec<f32>), OnnxError> {
+        let width = values.len() / rows.max(1);
+        let scales: Vec<f32> = (0..rows)
+            .map(|r| {
+                values[r * width..(r + 1) * width].iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-12) / WEIGHT_LEVELS
+            })
+            .collect();
+        let scale_name = format!("{name}_scale");
+        if self.added.insert(scale_name.clone()) {
+            self.g.initializer_f32(&scale_name, &[rows as i64], &scales)?;
+        }
+        Ok((scale_name, scales))
+    }
+}
+
+/// The largest |int8 weight|: 7 bits, not 8. ONNX Runtime's x86 kernels without VNNI (AVX2)
+/// multiply uint8 activations by int8 weights with `vpmaddubsw`, which adds adjacent products in
+/// saturating int16: 255·127·2 overflows it, 255·63·2 does not. With 8-bit weights such a CPU
+/// returned wrong sums for 117 of 3,072 outputs of one 256 × 768 product (up to 11% of the
+/// largest), costing the teacher 0.7 test BLEU; 7-bit weights are exact on every CPU.
+pub const WEIGHT_LEVELS: f32 = 63.0;
+
+/// `value` as int8 under `scale` (symmetric, round to nearest, within ±[`WEIGHT_LEVELS`]).
+fn quantize(value: f32, scale: f32) -> i8 {
+    (value / scale).round().clamp(-WEIGHT_LEVELS, WEIGHT_LEVELS) as i8
+}
+
+/// The dims of a 2-D weight, or an error naming it.
+fn two_dims(name: &str, dims: &[i64]) -> Result<[usize; 2], OnnxError> {
+    match dims {
+        &[rows, cols] => Ok([rows as usize, cols as usize]),
+        _ => Err(OnnxError::MissingWeight(format!("{name} (2-D)"))),
     }
 }
 
@@ -260,5 +313,40 @@ mod tests {
         };
         let float = crate::proto::tensor_proto::DataType::Float as i32;
         assert_eq!((elem(&graph.input[0]), elem(&graph.output[0])), (float, float));
+    }
+
+    #[test]
+    fn int8_embeddings_are_int8_rows_sharing_the_output_layers_scales() {
+        // A tied table [3 entries, 2 dims]: looked up, and read by the output layer.
+        let table = vec![0.5, -1.0, 2.0, 0.25, -0.03, 0.01];
+        let weights = |name: &str| (name == "e").then(|| (vec![3, 2], table.clone()));
+        let mut e = Emitter::new("g", &weights, Precision::Int8);
+        let ids = e.g.input("ids", ElemType::I64, &[Dim::fixed(4)]).unwrap();
+        let rows = e.embedding("e", &ids).unwrap();
+        e.matmul_weight_t(&rows, "e").unwrap();
+        let graph = e.finish();
+        let float = crate::proto::tensor_proto::DataType::Float as i32;
+        let names: Vec<(&str, i32)> = graph.initializer.iter().map(|i| (i.name.as_str(), i.data_type)).collect();
+        // No fp32 copy of the table: int8 rows for the lookup, int8 columns for the output layer,
+        // and one scale per entry for both.
+        assert!(!names.iter().any(|&(n, t)| t == float && n.starts_with('e') && n != "e_scale"), "{names:?}");
+        let init = |name: &str| graph.initializer.iter().find(|i| i.name == name).unwrap_or_else(|| panic!("{name}"));
+        let scales: Vec<f32> =
+            init("e_scale").raw_data.chunks(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+        assert_eq!(scales, [1.0 / WEIGHT_LEVELS, 2.0 / WEIGHT_LEVELS, 0.03 / WEIGHT_LEVELS]);
+        let rows = init("e_int8");
+        assert_eq!(rows.dims, [3, 2]);
+        for (i, &q) in rows.raw_data.iter().enumerate() {
+            let restored = q as i8 as f32 * scales[i / 2];
+            assert!((restored - table[i]).abs() <= scales[i / 2] / 2.0, "entry {i}: {restored} vs {}", table[i]);
+        }
+        assert_eq!(init("e_t_int8").dims, [2, 3]);
+        // Each entry's largest value maps to ±63, never beyond: 7-bit weights, so AVX2's
+        // saturating int16 pair sums cannot overflow (255 · 63 · 2 < 32,767).
+        for name in ["e_int8", "e_t_int8"] {
+            let largest = init(name).raw_data.iter().map(|&q| (q as i8).unsigned_abs()).max();
+            assert_eq!(largest, Some(63), "{name}");
+        }
+        assert_eq!(graph.initializer.iter().filter(|i| i.name.ends_with("_scale")).count(), 1);
     }
 }

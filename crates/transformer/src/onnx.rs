@@ -19,7 +19,8 @@
 //! checkpoint's tensors (linear weights stored transposed, `…weight_t`); the decoder's output
 //! layer reads the tied embedding through `Gemm` with `transB`, so it is stored once. With int8,
 //! every weight matrix (and the output layer) is stored as int8 per-column-scaled, and activations
-//! are quantized per call (xlmc-onnx's `Emitter::matmul_weight_t`); with fp16, weights and
+//! are quantized per call (xlmc-onnx's `Emitter::matmul_weight_t`); the vocabulary embeddings are
+//! int8 rows rescaled after the lookup (`Emitter::embedding`); with fp16, weights and
 //! arithmetic are fp16 and the float inputs/outputs stay fp32 (cast at the graph's edges).
 
 use std::collections::BTreeMap;
@@ -256,8 +257,7 @@ impl<'w> Graph<'w> {
 
     /// Token + position (+ language) embeddings, normalised. `positions` broadcasts to `tokens`.
     fn embed(&mut self, side: &str, tokens: &str, positions: &str, lang: &str) -> Result<String, OnnxError> {
-        let table = self.e.weight(&format!("{side}.embeddings.weight"))?;
-        let x = self.e.op("Gather", &[&table, tokens])?;
+        let x = self.e.embedding(&format!("{side}.embeddings.weight"), tokens)?;
         let position_table = self.e.weight(&format!("{side}.position_embeddings.weight"))?;
         let p = self.e.op("Gather", &[&position_table, positions])?;
         let mut x = self.e.op("Add", &[&x, &p])?;
