@@ -274,14 +274,22 @@ async fn server_translates_like_the_exporter_under_concurrent_load() {
         wave.options = Some(DecodingOptions { beam_size: Some(4), ..Default::default() });
         tokio::spawn(async move { client.translate(wave).await })
     };
-    // Late enough that the request is tokenized and submitted (a debug build tokenizes 256 long
-    // sentences in ~0.1 s), early enough that it is still decoding (it takes ~5 s).
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // Cancelled once its sentences are queued (seen in the queue gauge), not after a fixed delay:
+    // on a loaded machine a debug build may take longer than any delay to tokenize and submit
+    // them, and a call cancelled before it is submitted leaves nothing to count. It decodes for
+    // seconds, so it is still queued or decoding when the cancel arrives.
+    let teacher_metric = |name: &str, labels: &[(&str, &str)]| -> u64 {
+        let (_, body) = http_get(server.metrics, "/metrics");
+        Exposition::parse(&body).value(name, labels).unwrap_or(0.0) as u64
+    };
+    let mut waited = 0;
+    while teacher_metric("xlmc_queue_depth", &[("model", "teacher")]) == 0 && waited < 1000 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        waited += 1;
+    }
     cancelled.abort();
     let abandoned = |reason: &str| -> u64 {
-        let (_, body) = http_get(server.metrics, "/metrics");
-        let labels = [("model", "teacher"), ("reason", reason)];
-        Exposition::parse(&body).value("xlmc_sentences_abandoned_total", &labels).unwrap_or(0.0) as u64
+        teacher_metric("xlmc_sentences_abandoned_total", &[("model", "teacher"), ("reason", reason)])
     };
     let mut waited = 0;
     while abandoned("cancelled") == 0 && waited < 100 {
