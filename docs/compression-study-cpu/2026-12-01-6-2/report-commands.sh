@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Session 8 (2 CPU cores, AVX2): the 6-2 cut of the committed teacher trained with word-level KD
+# (teacher online) and its --no-kd twin for 700 updates each, side by side, one thread each
+# (training commands: commands.txt). This script makes the bundles and the report on the whole
+# test split, and the fp16 copies of both students that a later session continues from.
+set -euo pipefail
+E=${EXPORTER:-target/release/exporter}
+R=${RUN:-runs/s8}
+B=$R/bundles
+OUT=docs/compression-study-cpu/2026-12-01-6-2
+mkdir -p "$B" "$OUT"
+ex() { echo "+ $E export --model $1 --out $B/$2 --precision $3 --force" >&2; "$E" export --model "$1" --out "$B/$2" --precision "$3" --force >/dev/null; }
+ex models/en-fr-teacher teacher fp32
+for v in kd nokd; do
+    ex "$R/student-6-2-$v/model" "student-6-2-$v" fp32
+    ex "$R/student-6-2-$v/model" "student-6-2-$v-int8" int8
+done
+"$E" report --models teacher,student-6-2-kd,student-6-2-kd-int8,student-6-2-nokd,student-6-2-nokd-int8 \
+    --models-dir "$B" --test data/en-fr/test --out "$OUT" --threads 1 --batch-sizes 1,32 --device cpu
+for v in kd nokd; do
+    cp "$R/student-6-2-$v/train_log.jsonl" "$OUT/student-6-2-$v.train_log.jsonl"
+    cp "$R/student-6-2-$v.toml" "$OUT/student-6-2-$v.toml"
+done
+cp "$R/commands.txt" "$OUT/commands.txt"
