@@ -3,6 +3,8 @@
 //! streams deliver every sentence, the corrupt model is NOT_SERVING while the others serve, and
 //! `/metrics` counts what was sent.
 
+use std::net::SocketAddr;
+
 use tokio_stream::StreamExt;
 use tonic::Code;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
@@ -22,6 +24,24 @@ fn request(model: &str, sentences: &[String]) -> TranslateRequest {
         sentences: sentences.to_vec(),
         options: None,
     }
+}
+
+/// A counter or gauge on the server's `/metrics` page, read until it is non-zero: at most `polls`
+/// more reads, `every_ms` apart. Its last value (0 when it never appeared).
+async fn first_nonzero(metrics: SocketAddr, name: &str, labels: &[(&str, &str)], polls: u32, every_ms: u64) -> u64 {
+    let read = || {
+        let (_, body) = http_get(metrics, "/metrics");
+        Exposition::parse(&body).value(name, labels).unwrap_or(0.0) as u64
+    };
+    let mut value = read();
+    for _ in 0..polls {
+        if value > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(every_ms)).await;
+        value = read();
+    }
+    value
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -278,25 +298,12 @@ async fn server_translates_like_the_exporter_under_concurrent_load() {
     // on a loaded machine a debug build may take longer than any delay to tokenize and submit
     // them, and a call cancelled before it is submitted leaves nothing to count. It decodes for
     // seconds, so it is still queued or decoding when the cancel arrives.
-    let teacher_metric = |name: &str, labels: &[(&str, &str)]| -> u64 {
-        let (_, body) = http_get(server.metrics, "/metrics");
-        Exposition::parse(&body).value(name, labels).unwrap_or(0.0) as u64
-    };
-    let mut waited = 0;
-    while teacher_metric("xlmc_queue_depth", &[("model", "teacher")]) == 0 && waited < 1000 {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        waited += 1;
-    }
+    let queued = first_nonzero(server.metrics, "xlmc_queue_depth", &[("model", "teacher")], 1000, 20).await;
+    assert!(queued > 0, "the long request was queued");
     cancelled.abort();
-    let abandoned = |reason: &str| -> u64 {
-        teacher_metric("xlmc_sentences_abandoned_total", &[("model", "teacher"), ("reason", reason)])
-    };
-    let mut waited = 0;
-    while abandoned("cancelled") == 0 && waited < 100 {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        waited += 1;
-    }
-    assert!(abandoned("cancelled") > 0, "the cancelled request's sentences left the batch");
+    let abandoned = [("model", "teacher"), ("reason", "cancelled")];
+    let abandoned = first_nonzero(server.metrics, "xlmc_sentences_abandoned_total", &abandoned, 100, 50).await;
+    assert!(abandoned > 0, "the cancelled request's sentences left the batch");
 
     // /metrics counts what was sent (the stream's sentences, the big and follow-up requests too).
     let (code, body) = http_get(server.metrics, "/metrics");
@@ -334,16 +341,8 @@ async fn server_translates_like_the_exporter_under_concurrent_load() {
     let status = client.translate(request("student", &sentences[..12])).await.unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
     assert!(status.message().contains("--max-queue-sentences"), "{status:?}");
-    let mut dropped = 0;
-    for _ in 0..100 {
-        let (_, body) = http_get(slow.metrics, "/metrics");
-        let labels = [("model", "teacher"), ("reason", "deadline")];
-        dropped = Exposition::parse(&body).value("xlmc_sentences_abandoned_total", &labels).unwrap_or(0.0) as u64;
-        if dropped > 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let labels = [("model", "teacher"), ("reason", "deadline")];
+    let dropped = first_nonzero(slow.metrics, "xlmc_sentences_abandoned_total", &labels, 100, 50).await;
     assert_eq!(dropped, 7, "the 7 non-empty sentences left at their deadline");
     let (_, body) = http_get(slow.metrics, "/metrics");
     let labels = [("model", "teacher"), ("method", "Translate"), ("code", "DeadlineExceeded")];
