@@ -138,7 +138,53 @@ fn line_panel(area: &DrawingArea<SVGBackend, Shift>, chart: &LineChart<'_>) -> R
             }
         }
     }
-    draw_legend(&mut ctx, SeriesLabelPosition::UpperRight)
+    let corner = emptiest_corner(
+        &chart.series.iter().map(|s| finite(s.points.iter().copied())).collect::<Vec<_>>(),
+        (x0, x1),
+        (y0, y1),
+    );
+    draw_legend(&mut ctx, corner)
+}
+
+/// The corner of the plot where the legend hides the fewest drawn points: each line is sampled
+/// along its segments too (two sparse points can draw a line through a corner), and ties go to
+/// upper right, lower right, upper left, lower left. A rising curve gets its legend at the lower
+/// right, a falling one at the upper right.
+fn emptiest_corner(lines: &[Vec<(f64, f64)>], x: (f64, f64), y: (f64, f64)) -> SeriesLabelPosition {
+    // The legend box's share of the plot, roughly: a third of the width, a third of the height.
+    const SHARE: f64 = 0.35;
+    const SAMPLES: usize = 16;
+    let unit = |v: f64, (lo, hi): (f64, f64)| if hi > lo { (v - lo) / (hi - lo) } else { 0.5 };
+    let mut sampled = Vec::new();
+    for line in lines {
+        sampled.extend(line.first().copied());
+        for pair in line.windows(2) {
+            let ((ax, ay), (bx, by)) = (pair[0], pair[1]);
+            sampled.extend((1..=SAMPLES).map(|k| {
+                let t = k as f64 / SAMPLES as f64;
+                (ax + (bx - ax) * t, ay + (by - ay) * t)
+            }));
+        }
+    }
+    let hidden = |right: bool, upper: bool| {
+        sampled
+            .iter()
+            .filter(|&&(px, py)| {
+                let (u, v) = (unit(px, x), unit(py, y));
+                (if right { u >= 1.0 - SHARE } else { u <= SHARE })
+                    && (if upper { v >= 1.0 - SHARE } else { v <= SHARE })
+            })
+            .count()
+    };
+    [
+        (SeriesLabelPosition::UpperRight, hidden(true, true)),
+        (SeriesLabelPosition::LowerRight, hidden(true, false)),
+        (SeriesLabelPosition::UpperLeft, hidden(false, true)),
+        (SeriesLabelPosition::LowerLeft, hidden(false, false)),
+    ]
+    .into_iter()
+    .min_by_key(|&(_, n)| n)
+    .map_or(SeriesLabelPosition::UpperRight, |(corner, _)| corner)
 }
 
 /// The legend of the series drawn with a label, in a framed box.
@@ -376,6 +422,24 @@ mod tests {
         assert_eq!(offsets[0], (8, -16));
         assert_eq!(offsets[1], (8, -1), "the second label goes a line lower");
         assert_eq!(offsets[2], (-78, -16), "left of a point near the edge");
+    }
+
+    #[test]
+    fn the_legend_goes_to_the_corner_the_lines_leave_empty() {
+        let rising = vec![vec![(0.0, 17.7), (350.0, 20.5), (525.0, 22.0), (700.0, 24.6)]];
+        let falling = vec![vec![(0.0, 8.0), (100.0, 2.0), (700.0, 1.5)]];
+        let corner = |lines: &[Vec<(f64, f64)>]| {
+            let all: Vec<(f64, f64)> = lines.iter().flatten().copied().collect();
+            let (x, y) = (range(all.iter().map(|p| p.0), 0.0), range(all.iter().map(|p| p.1), 0.05));
+            emptiest_corner(lines, x, y)
+        };
+        assert_eq!(corner(&rising), SeriesLabelPosition::LowerRight);
+        assert_eq!(corner(&falling), SeriesLabelPosition::UpperRight);
+        // Two far points: only the line between them crosses the lower right.
+        let diagonal = vec![vec![(0.0, 1.0), (1.0, 0.0)]];
+        assert_eq!(corner(&diagonal), SeriesLabelPosition::UpperRight);
+        let anti = vec![vec![(0.0, 0.0), (1.0, 1.0)]];
+        assert_eq!(corner(&anti), SeriesLabelPosition::LowerRight);
     }
 
     #[test]
