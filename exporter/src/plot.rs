@@ -435,7 +435,8 @@ mod tests {
         };
         assert_eq!(corner(&rising), SeriesLabelPosition::LowerRight);
         assert_eq!(corner(&falling), SeriesLabelPosition::UpperRight);
-        // Two far points: only the line between them crosses the lower right.
+        // Two points alone: only the segment between them fills corners (upper left and lower
+        // right, then lower left and upper right).
         let diagonal = vec![vec![(0.0, 1.0), (1.0, 0.0)]];
         assert_eq!(corner(&diagonal), SeriesLabelPosition::UpperRight);
         let anti = vec![vec![(0.0, 0.0), (1.0, 1.0)]];
