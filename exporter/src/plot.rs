@@ -107,9 +107,9 @@ pub fn line_charts(charts: &[LineChart<'_>]) -> String {
 }
 
 fn line_panel(area: &DrawingArea<SVGBackend, Shift>, chart: &LineChart<'_>) -> Result<(), Error> {
-    let all: Vec<(f64, f64)> = chart.series.iter().flat_map(|s| finite(s.points.iter().copied())).collect();
-    let (x0, x1) = range(all.iter().map(|p| p.0), 0.0);
-    let (y0, y1) = range(all.iter().map(|p| p.1), 0.05);
+    let lines: Vec<Vec<(f64, f64)>> = chart.series.iter().map(|s| finite(s.points.iter().copied())).collect();
+    let (x0, x1) = range(lines.iter().flatten().map(|p| p.0), 0.0);
+    let (y0, y1) = range(lines.iter().flatten().map(|p| p.1), 0.05);
     let mut ctx = ChartBuilder::on(area)
         .caption(&chart.title, (FONT, 20))
         .margin(12)
@@ -127,23 +127,17 @@ fn line_panel(area: &DrawingArea<SVGBackend, Shift>, chart: &LineChart<'_>) -> R
         .light_line_style(RGBColor(240, 240, 240))
         .bold_line_style(RGBColor(200, 200, 200))
         .draw()?;
-    for (i, series) in chart.series.iter().enumerate() {
+    for (i, (series, points)) in chart.series.iter().zip(&lines).enumerate() {
         let c = colour(i);
-        let points = finite(series.points.iter().copied());
         let line = ctx.draw_series(LineSeries::new(points.clone(), c.stroke_width(2)))?;
         line.label(series.name).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
         if series.markers {
-            for &p in &points {
+            for &p in points {
                 draw_marker(&mut ctx, i, p, c)?;
             }
         }
     }
-    let corner = emptiest_corner(
-        &chart.series.iter().map(|s| finite(s.points.iter().copied())).collect::<Vec<_>>(),
-        (x0, x1),
-        (y0, y1),
-    );
-    draw_legend(&mut ctx, corner)
+    draw_legend(&mut ctx, emptiest_corner(&lines, (x0, x1), (y0, y1)))
 }
 
 /// The corner of the plot where the legend hides the fewest drawn points: each line is sampled
