@@ -1,25 +1,8 @@
 #!/usr/bin/env bash
 # Session 9 (2 CPU cores, AVX2): the session-8 students continued to 1,600 updates each (word-level KD
-# with the teacher online, and the --no-kd twin), side by side, one thread each
-# (training commands: commands.txt). This script makes the bundles and the report on the whole
-# test split; the fp16 copies a later session continues from are `exporter convert`'s (see the
-# students' cards under models/students/).
+# with the teacher online, and the --no-kd twin), side by side, one thread each (training
+# commands: commands.txt). The bundles and the report on the whole test split are made as in
+# session 8, into this folder; the fp16 copies a later session continues from are `exporter
+# convert`'s (see the students' cards under models/students/).
 set -euo pipefail
-E=${EXPORTER:-target/release/exporter}
-R=${RUN:-runs/s8}
-B=$R/bundles
-OUT=docs/compression-study-cpu/2026-12-01-6-2-1600
-mkdir -p "$B" "$OUT"
-ex() { echo "+ $E export --model $1 --out $B/$2 --precision $3 --force" >&2; "$E" export --model "$1" --out "$B/$2" --precision "$3" --force >/dev/null; }
-ex models/en-fr-teacher teacher fp32
-for v in kd nokd; do
-    ex "$R/student-6-2-$v/model" "student-6-2-$v" fp32
-    ex "$R/student-6-2-$v/model" "student-6-2-$v-int8" int8
-done
-"$E" report --models teacher,student-6-2-kd,student-6-2-kd-int8,student-6-2-nokd,student-6-2-nokd-int8 \
-    --models-dir "$B" --test data/en-fr/test --out "$OUT" --threads 1 --batch-sizes 1,32 --device cpu
-for v in kd nokd; do
-    cp "$R/student-6-2-$v/train_log.jsonl" "$OUT/student-6-2-$v.train_log.jsonl"
-    cp "$R/student-6-2-$v.toml" "$OUT/student-6-2-$v.toml"
-done
-cp "$R/commands.txt" "$OUT/commands.txt"
+OUT=docs/compression-study-cpu/2026-12-01-6-2-1600 exec bash docs/compression-study-cpu/2026-12-01-6-2/report-commands.sh
