@@ -455,8 +455,15 @@ impl WeightFiles {
 pub struct AverageArgs {
     /// Model directories to average (two or more, repeated or after one flag; the same network
     /// and vocabulary).
-    #[arg(long, required = true, num_args = 1.., action = clap::ArgAction::Append)]
+    #[arg(long, required_unless_present = "run", conflicts_with = "run", num_args = 1.., action = clap::ArgAction::Append)]
     pub model: Vec<PathBuf>,
+    /// A finished `train`/`distill` run folder whose `snapshots/` (`[train] snapshot_every`) are
+    /// averaged; the tokenizer is its `model/`'s.
+    #[arg(long)]
+    pub run: Option<PathBuf>,
+    /// With --run: how many of its newest snapshots (default 8).
+    #[arg(long, requires = "run", conflicts_with = "model", value_parser = clap::value_parser!(u32).range(2..))]
+    pub last: Option<u32>,
     /// Model directory to write.
     #[arg(long)]
     pub out: PathBuf,

@@ -428,6 +428,50 @@ fn train_resume_and_translate_from_the_command_line() {
 }
 
 #[test]
+fn a_run_snapshots_its_weights_and_average_takes_its_newest() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    corpus_tokenizer_and_teacher_config(dir.path());
+    let config = std::fs::read_to_string(path("teacher.toml")).unwrap() + "snapshot_every = 5\nkeep_snapshots = 3\n";
+    std::fs::write(path("teacher.toml"), config).unwrap();
+    exporter(&["train", "--config", &path("teacher.toml")]);
+    let mut kept: Vec<String> = std::fs::read_dir(path("run/snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    kept.sort();
+    assert_eq!(kept, ["u10", "u15", "u20"]);
+
+    let text = exporter(&["average", "--run", &path("run"), "--last", "3", "--out", &path("mean"), "--half"]);
+    assert!(text.contains("the mean of 3 models") && text.contains("fp16"), "{text}");
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("mean/training.json")).unwrap()).unwrap();
+    assert_eq!(record["updates"], 20, "the run's record: {record}");
+    let averaged: Vec<&str> = record["averaged_from"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(averaged.len() == 3 && averaged[0].ends_with("u10") && averaged[2].ends_with("u20"), "{averaged:?}");
+    std::fs::write(path("in.en"), "w1 w2\nw3\n").unwrap();
+    exporter(&["translate", "--model", &path("mean"), "--input", &path("in.en"), "--output", &path("mean.fr")]);
+    assert_eq!(std::fs::read_to_string(path("mean.fr")).unwrap().lines().count(), 2);
+
+    // More than the run kept: refused, listing what there is, nothing written.
+    let out = Command::new(binary("exporter"))
+        .env_clear()
+        .args(["average", "--run", &path("run"), "--last", "4", "--out", &path("mean-4")])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--last 4") && err.contains("u10, u15, u20"), "{err}");
+    assert!(!dir.path().join("mean-4").exists(), "nothing written");
+    let out = Command::new(binary("exporter"))
+        .env_clear()
+        .args(["average", "--model", &path("mean"), "--model", &path("run/model"), "--last", "2", "--out", &path("m")])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("'--last <LAST>'"), "--last belongs to --run: {err}");
+}
+
+#[test]
 fn a_pruned_student_with_a_trimmed_vocabulary_translates_alike_and_distills() {
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();

@@ -4,7 +4,8 @@
 //! inverse-square-root warm-up, label-smoothed cross-entropy, gradient accumulation and
 //! clipping; it evaluates dev loss and greedy dev BLEU on a schedule, appends one JSON line per
 //! update to `train_log.jsonl`, and checkpoints (model, optimizer moments, position in the data)
-//! so that a killed run resumes with no update lost or repeated. The objective is pluggable
+//! so that a killed run resumes with no update lost or repeated; weight snapshots along the way
+//! feed checkpoint averaging. The objective is pluggable
 //! ([`Objective`]): gold cross-entropy for teachers, [`distill`] for students.
 
 pub mod batching;
@@ -12,12 +13,14 @@ pub mod distill;
 mod loss;
 mod model;
 mod optimizer;
+mod snapshots;
 pub mod synthetic;
 mod trainer;
 
 pub use loss::{decoder_io, label_smoothed, teacher_forced, unpad};
 pub use model::{ModelError, TrainableModel};
 pub use optimizer::{Adam, OptimizerError, inverse_sqrt_lr};
+pub use snapshots::snapshots;
 pub use trainer::{
     BatchLoss, GoldObjective, LOG_FILE, LogLine, MatmulPrecision, Objective, Pair, TrainConfig, TrainState, Trainer,
     has_checkpoint, read_log,
@@ -29,6 +32,8 @@ pub enum TrainError {
     Io { path: std::path::PathBuf, source: std::io::Error },
     #[error("checkpoint: {0}")]
     Checkpoint(#[source] ModelError),
+    #[error("snapshot: {0}")]
+    Snapshot(#[source] ModelError),
     #[error("checkpoint: {0}")]
     Optimizer(#[from] OptimizerError),
     #[error("checkpoint: {path}: {source}")]

@@ -93,6 +93,30 @@ fn gradients_reach_only_trainable_weights() {
 }
 
 #[test]
+fn snapshots_keep_the_newest_and_load_as_models() {
+    let mut model = fresh_model(model_config());
+    let train = mapping_task(50, 5);
+    let dir = tempfile::tempdir().unwrap();
+    let config = TrainConfig { snapshot_every: 3, keep_snapshots: 2, ..train_config(13) };
+    let trainer = Trainer { config, dir: dir.path().into(), train: &train, dev: &[] };
+    trainer.run(&mut model, &detokenize, |_| {}).unwrap();
+    let kept = crate::snapshots(dir.path());
+    assert_eq!(kept.iter().map(|(update, _)| *update).collect::<Vec<_>>(), [9, 12]);
+    let names: Vec<String> = std::fs::read_dir(dir.path().join("snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names.len(), 2, "no temporary folder left behind: {names:?}");
+    // The last snapshot (12) is one update before the end (13): loadable, and not the final weights.
+    let at_12 = Seq2Seq::load(&kept[1].1, Device::Cpu).unwrap();
+    let differs = |a: &Seq2Seq, b: &Seq2Seq| {
+        let (a, b) = (a.vs.variables(), b.vs.variables());
+        a.iter().any(|(name, t)| !t.equal(&b[name]))
+    };
+    assert!(differs(&at_12, &model));
+}
+
+#[test]
 fn online_distillation_changes_only_the_student() {
     use crate::distill::{KdConfig, OnlineKd, TeacherView};
     let teacher = fresh_model(model_config());

@@ -14,6 +14,7 @@ use crate::{
     batching::batches,
     loss::label_smoothed,
     optimizer::{Adam, inverse_sqrt_lr},
+    snapshots,
 };
 
 /// What one batch costs: the loss to minimise and the plain NLL of the gold tokens, both summed
@@ -79,6 +80,10 @@ pub struct TrainConfig {
     pub max_updates: i64,
     pub eval_every: i64,
     pub checkpoint_every: i64,
+    /// Write the weights to `snapshots/u{update}/` every this many updates (0: never), for
+    /// checkpoint averaging; `keep_snapshots` keeps the newest few (0: all).
+    pub snapshot_every: i64,
+    pub keep_snapshots: usize,
     /// Stop (evaluate, checkpoint) once this invocation has trained this long; a rerun goes on
     /// from there. For fixed-size GPU slots.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -124,6 +129,8 @@ impl Default for TrainConfig {
             max_updates: 100_000,
             eval_every: 1000,
             checkpoint_every: 1000,
+            snapshot_every: 0,
+            keep_snapshots: 0,
             max_minutes: None,
             seed: 0,
             source_lang: 0,
@@ -277,6 +284,11 @@ impl Trainer<'_> {
             }
             self.append_log(&line)?;
             on_update(&line);
+            // Before the checkpoint: a run killed between the two redoes this update, snapshot
+            // included, instead of resuming past a snapshot it never wrote.
+            if self.config.snapshot_every > 0 && state.update % self.config.snapshot_every == 0 {
+                snapshots::write(&self.dir, model, state.update, self.config.keep_snapshots)?;
+            }
             if last || state.update % self.config.checkpoint_every.max(1) == 0 {
                 self.checkpoint(model, &optimizer, &state)?;
             }
@@ -356,6 +368,7 @@ impl Trainer<'_> {
     fn resume(&self, model: &mut dyn TrainableModel, optimizer: &mut Adam) -> Result<TrainState, TrainError> {
         let Some(dir) = checkpoint_to_resume(&self.dir) else {
             self.truncate_log(0)?;
+            snapshots::drop_after(&self.dir, 0)?;
             return Ok(TrainState { schedule_offset: self.config.schedule_offset, ..TrainState::default() });
         };
         model.load_from(&dir).map_err(TrainError::Checkpoint)?;
@@ -364,6 +377,7 @@ impl Trainer<'_> {
         let text = std::fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
         let state: TrainState = serde_json::from_str(&text).map_err(|source| TrainError::State { path, source })?;
         self.truncate_log(state.update)?;
+        snapshots::drop_after(&self.dir, state.update)?;
         Ok(state)
     }
 

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use tch::Device;
 use xlmc_training::{
-    LogLine, Pair, TrainConfig, Trainer, read_log,
+    LogLine, Pair, TrainConfig, Trainer, read_log, snapshots,
     synthetic::{detokenize, mapping_task, model_config},
 };
 use xlmc_transformer::Seq2Seq;
@@ -19,6 +19,7 @@ fn train_config(max_updates: i64) -> TrainConfig {
         max_updates,
         eval_every: 100,
         checkpoint_every: 10,
+        snapshot_every: 5,
         ..Default::default()
     }
 }
@@ -61,6 +62,9 @@ fn a_killed_run_resumes_with_no_update_lost_or_repeated() {
     // Killed after logging updates 21–25 but before their checkpoint: the last one is at 20.
     std::fs::remove_dir_all(resumed.path().join("checkpoint")).unwrap();
     std::fs::rename(&saved, resumed.path().join("checkpoint")).unwrap();
+    // The snapshot at 25 came from updates that are redone: gone, even where the rerun stops short.
+    run(resumed.path(), 22, &train, &dev);
+    assert_eq!(taken(resumed.path()), [5, 10, 15, 20]);
     let model = run(resumed.path(), 30, &train, &dev);
 
     assert!(weights(&model) == weights(&reference), "same weights as an uninterrupted run");
@@ -68,6 +72,15 @@ fn a_killed_run_resumes_with_no_update_lost_or_repeated() {
     let (got, want) = (strip(read_log(resumed.path())), strip(read_log(straight.path())));
     assert_eq!(got.iter().map(|l| l.0).collect::<Vec<_>>(), (1..=30).collect::<Vec<_>>());
     assert_eq!(got, want, "every update logged once, with the same loss");
+    assert_eq!(taken(resumed.path()), (1..=6).map(|k| 5 * k).collect::<Vec<_>>());
+    for ((update, ours), (_, theirs)) in snapshots(resumed.path()).iter().zip(snapshots(straight.path()).iter()) {
+        let read = |dir: &Path| std::fs::read(dir.join("model.safetensors")).unwrap();
+        assert!(read(ours) == read(theirs), "snapshot {update} is the uninterrupted run's");
+    }
+}
+
+fn taken(run: &Path) -> Vec<i64> {
+    snapshots(run).into_iter().map(|(update, _)| update).collect()
 }
 
 fn copy_dir(from: &Path, to: &Path) {
