@@ -19,8 +19,4 @@ for v in kd nokd; do
 done
 "$E" report --models teacher,student-6-2-kd,student-6-2-kd-int8,student-6-2-nokd,student-6-2-nokd-int8 \
     --models-dir "$B" --test data/en-fr/test --out "$OUT" --threads 1 --batch-sizes 1,32 --device cpu
-for v in kd nokd; do
-    cp "$R/student-6-2-$v/train_log.jsonl" "$OUT/student-6-2-$v.train_log.jsonl"
-    cp "$R/student-6-2-$v.toml" "$OUT/student-6-2-$v.toml"
-done
-cp "$R/commands.txt" "$OUT/commands.txt"
+bash docs/compression-study-cpu/2026-12-01-6-2/copy-records.sh "$R" "$OUT"
