@@ -645,6 +645,10 @@ pub struct ReportArgs {
     /// Measure nothing: redraw report.md and the plots from --out's report.json.
     #[arg(long, conflicts_with = "models")]
     pub replot: bool,
+    /// Timing rounds: each round times every model in turn, teacher first; speeds are the median
+    /// over rounds and each speed-up the median of its per-round ratios.
+    #[arg(long, default_value_t = 3, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub speed_rounds: usize,
     #[command(flatten)]
     pub measure: MeasureOptions,
 }
@@ -656,6 +660,9 @@ pub struct ReportModelArgs {
     /// Where to write the JSON.
     #[arg(long)]
     pub json: PathBuf,
+    /// Time the model only (no test-set scoring): the JSON is one timing round.
+    #[arg(long)]
+    pub timing_only: bool,
     #[command(flatten)]
     pub measure: MeasureOptions,
 }

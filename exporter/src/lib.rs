@@ -19,6 +19,7 @@ pub mod plot;
 pub mod prune;
 pub mod report;
 pub mod report_model;
+pub mod report_speed;
 pub mod score;
 pub mod seqkd;
 pub mod serve_demo;
@@ -86,8 +87,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Pipeline(args) => pipeline::run(&args),
         Command::Report(args) => report::run(&args),
         Command::ReportModel(args) => {
-            let measurement = report_model::run(&args.path, &args.measure)?;
-            let json = serde_json::to_string_pretty(&measurement)?;
+            let json = if args.timing_only {
+                serde_json::to_string_pretty(&report_model::run_timing(&args.path, &args.measure)?)?
+            } else {
+                serde_json::to_string_pretty(&report_model::run(&args.path, &args.measure)?)?
+            };
             anyhow::Context::with_context(xlmc_atomic_file::write(&args.json, json.as_bytes()), || {
                 format!("--json {}", args.json.display())
             })

@@ -76,6 +76,8 @@ pub struct ReportSettings {
     pub latency_sentences: usize,
     pub speed_sentences: usize,
     pub batch_sizes: Vec<usize>,
+    /// `exporter report --speed-rounds`.
+    pub speed_rounds: usize,
 }
 
 fn default_min_frequency() -> u64 {

@@ -330,6 +330,7 @@ pub fn plan(inputs: &PlanInputs<'_>) -> anyhow::Result<Plan> {
         .arg("--latency-sentences", r.latency_sentences)
         .arg("--speed-sentences", r.speed_sentences)
         .arg("--batch-sizes", batch_sizes.join(","))
+        .arg("--speed-rounds", r.speed_rounds)
         .arg("--device", device);
     stages.push(Stage {
         header: Some("report: teacher vs students".into()),

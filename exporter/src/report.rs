@@ -14,7 +14,7 @@ use std::{
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use crate::{cli::ReportArgs, plot, report_model::Measurement};
+use crate::{cli::ReportArgs, plot, report_model::Measurement, report_speed};
 
 #[derive(Debug, Serialize, Deserialize)]
 struct ModelError {
@@ -28,6 +28,11 @@ struct Ratios {
     bleu_kept_percent: f64,
     speedup_batch1: f64,
     speedup_throughput: f64,
+    /// The speed-ups' lowest and highest per-round values.
+    #[serde(default)]
+    speedup_batch1_range: Option<[f64; 2]>,
+    #[serde(default)]
+    speedup_throughput_range: Option<[f64; 2]>,
     size_ratio: f64,
 }
 
@@ -37,10 +42,17 @@ struct Report {
     device: String,
     threads: String,
     cores: usize,
+    /// Timing rounds per model (`report_speed`).
+    #[serde(default = "one_round")]
+    speed_rounds: usize,
     teacher: String,
     models: Vec<Measurement>,
     ratios: Vec<Ratios>,
     errors: Vec<ModelError>,
+}
+
+fn one_round() -> usize {
+    1
 }
 
 fn resolve(entry: &str, args: &ReportArgs) -> PathBuf {
@@ -48,8 +60,8 @@ fn resolve(entry: &str, args: &ReportArgs) -> PathBuf {
     if path.exists() { path } else { args.models_dir.join(entry) }
 }
 
-/// Measures one model in a child process; its error text when it fails.
-fn measure(entry: &str, args: &ReportArgs, scratch: &std::path::Path) -> Result<Measurement, String> {
+/// One model measured in a child process (`report-model`): the JSON it wrote, or its error text.
+fn measure(entry: &str, args: &ReportArgs, scratch: &Path, timing_only: bool) -> Result<String, String> {
     let path = resolve(entry, args);
     if !path.is_dir() {
         return Err(format!("{}: no such model folder or bundle", path.display()));
@@ -79,18 +91,24 @@ fn measure(entry: &str, args: &ReportArgs, scratch: &std::path::Path) -> Result<
     if let Some(t) = m.threads {
         command.args(["--threads", &t.to_string()]);
     }
+    if timing_only {
+        command.arg("--timing-only");
+    }
     let output = command.output().map_err(|e| e.to_string())?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let last: Vec<&str> = stderr.lines().rev().take(3).collect();
         return Err(last.into_iter().rev().collect::<Vec<_>>().join(" | "));
     }
-    let text = std::fs::read_to_string(&json).map_err(|e| e.to_string())?;
-    serde_json::from_str(&text).map_err(|e| e.to_string())
+    std::fs::read_to_string(&json).map_err(|e| e.to_string())
+}
+
+fn parse<T: serde::de::DeserializeOwned>(json: Result<String, String>) -> Result<T, String> {
+    serde_json::from_str(&json?).map_err(|e| e.to_string())
 }
 
 fn throughput_at(m: &Measurement, batch: usize) -> f64 {
-    m.throughput.iter().find(|t| t.batch == batch).or(m.throughput.last()).map_or(f64::NAN, |t| t.tokens_per_second)
+    report_speed::throughput_at(&m.throughput, batch)
 }
 
 /// The batch size the report compares throughput at: 32 when measured, else the first.
@@ -109,45 +127,66 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&args.out).with_context(|| format!("--out {}", args.out.display()))?;
     let scratch = tempfile::tempdir()?;
-    let (mut models, mut errors) = (Vec::new(), Vec::new());
+    let (mut measured, mut errors) = (Vec::new(), Vec::new());
+    let mut failed = |entry: &str, error: String| {
+        eprintln!("report: {entry}: {error}");
+        errors.push(ModelError { model: entry.to_owned(), error });
+    };
     for entry in &args.models {
         eprintln!("report: measuring {entry}");
-        match measure(entry, args, scratch.path()) {
-            Ok(m) => models.push(m),
-            Err(error) => {
-                eprintln!("report: {entry}: {error}");
-                errors.push(ModelError { model: entry.clone(), error });
-            }
+        match parse::<Measurement>(measure(entry, args, scratch.path(), false)) {
+            Ok(m) => measured.push((entry.clone(), m)),
+            Err(error) => failed(entry, error),
         }
     }
     // Students must share the teacher's BPE vocabulary to be compared on it.
-    if let Some(teacher) = models.first().map(|m| m.vocabulary.clone()) {
-        let (same, other): (Vec<_>, Vec<_>) = models.into_iter().partition(|m| m.vocabulary == teacher);
-        for m in other {
-            errors.push(ModelError {
-                model: m.name.clone(),
-                error: format!("{}: its vocabulary (tokenizer.json) differs from the teacher's", m.path),
-            });
+    if let Some(teacher) = measured.first().map(|(_, m)| m.vocabulary.clone()) {
+        let (same, other): (Vec<_>, Vec<_>) = measured.into_iter().partition(|(_, m)| m.vocabulary == teacher);
+        for (entry, m) in other {
+            failed(&entry, format!("{}: its vocabulary (tokenizer.json) differs from the teacher's", m.path));
         }
-        models = same;
+        measured = same;
     }
+    for round in 2..=args.speed_rounds {
+        eprintln!("report: timing round {round} of {}", args.speed_rounds);
+        let mut kept = Vec::new();
+        for (entry, mut m) in measured {
+            match parse(measure(&entry, args, scratch.path(), true)) {
+                Ok(timing) => {
+                    m.add_round(timing);
+                    kept.push((entry, m));
+                }
+                Err(error) => failed(&entry, error),
+            }
+        }
+        measured = kept;
+    }
+    let models: Vec<Measurement> = measured.into_iter().map(|(_, m)| m).collect();
     anyhow::ensure!(!models.is_empty(), "no model could be measured: {errors:?}");
     let teacher = &models[0];
     let batch = compared_batch(&args.measure.batch_sizes);
     let ratios: Vec<Ratios> = models
         .iter()
         .enumerate()
-        .map(|(i, m)| Ratios {
-            model: m.name.clone(),
-            // Undefined (null in JSON) against a teacher with BLEU 0; the teacher itself is 100.
-            bleu_kept_percent: match (i, teacher.bleu > 0.0) {
-                (0, _) => 100.0,
-                (_, true) => 100.0 * m.bleu / teacher.bleu,
-                (_, false) => f64::NAN,
-            },
-            speedup_batch1: teacher.latency_p50_ms / m.latency_p50_ms,
-            speedup_throughput: throughput_at(m, batch) / throughput_at(teacher, batch),
-            size_ratio: teacher.bytes as f64 / m.bytes as f64,
+        .map(|(i, m)| {
+            let batch1 = report_speed::paired(&teacher.rounds, &m.rounds, |t, s| t.latency_p50_ms / s.latency_p50_ms);
+            let throughput = report_speed::paired(&teacher.rounds, &m.rounds, |t, s| {
+                s.tokens_per_second(batch) / t.tokens_per_second(batch)
+            });
+            Ratios {
+                model: m.name.clone(),
+                // Undefined (null in JSON) against a teacher with BLEU 0; the teacher itself is 100.
+                bleu_kept_percent: match (i, teacher.bleu > 0.0) {
+                    (0, _) => 100.0,
+                    (_, true) => 100.0 * m.bleu / teacher.bleu,
+                    (_, false) => f64::NAN,
+                },
+                speedup_batch1: batch1.median,
+                speedup_throughput: throughput.median,
+                speedup_batch1_range: Some([batch1.min, batch1.max]),
+                speedup_throughput_range: Some([throughput.min, throughput.max]),
+                size_ratio: teacher.bytes as f64 / m.bytes as f64,
+            }
         })
         .collect();
     let report = Report {
@@ -155,6 +194,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
         device: format!("{:?}", args.measure.device).to_lowercase(),
         threads: args.measure.threads.map_or("libtorch default, ONNX Runtime 1".into(), |t| t.to_string()),
         cores: std::thread::available_parallelism().map_or(1, usize::from),
+        speed_rounds: args.speed_rounds,
         teacher: teacher.name.clone(),
         ratios,
         errors,
@@ -232,15 +272,25 @@ fn markdown(r: &Report, batch: usize) -> String {
     }
     let _ = writeln!(
         md,
-        "\nRatios to the teacher (`{}`): BLEU kept, speed-up at batch 1 (p50) and at batch {batch} (tokens/s), size.\n",
-        r.teacher
+        "\nRatios to the teacher (`{}`): BLEU kept, speed-up at batch 1 (p50) and at batch {batch} (tokens/s), size. \
+         Speeds: {} timing round(s), each timing every model in turn; a speed is the median over rounds, a speed-up \
+         the median of the per-round ratios (lowest–highest in brackets).\n",
+        r.teacher, r.speed_rounds
     );
     md += "| model | BLEU kept % | speed-up batch 1 | speed-up batch throughput | size × smaller |\n| --- | ---: | ---: | ---: | ---: |\n";
+    let spread = |value: f64, range: Option<[f64; 2]>| match range {
+        Some([low, high]) if r.speed_rounds > 1 => format!("{value:.2} ({low:.2}–{high:.2})"),
+        _ => format!("{value:.2}"),
+    };
     for x in &r.ratios {
         let _ = writeln!(
             md,
-            "| {} | {:.1} | {:.2} | {:.2} | {:.2} |",
-            x.model, x.bleu_kept_percent, x.speedup_batch1, x.speedup_throughput, x.size_ratio
+            "| {} | {:.1} | {} | {} | {:.2} |",
+            x.model,
+            x.bleu_kept_percent,
+            spread(x.speedup_batch1, x.speedup_batch1_range),
+            spread(x.speedup_throughput, x.speedup_throughput_range),
+            x.size_ratio
         );
     }
     if !r.errors.is_empty() {

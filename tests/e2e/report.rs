@@ -25,11 +25,13 @@ fn report_compares_teacher_and_students_and_names_what_it_could_not_measure() {
         "--out",
         &path("report"),
         "--latency-sentences",
-        "10",
+        "5",
         "--speed-sentences",
         "16",
         "--batch-sizes",
         "4,16",
+        "--speed-rounds",
+        "3",
     ]);
     assert!(text.contains("| run |") && text.contains("| student-int8 |"), "{text}");
     let report: serde_json::Value =
@@ -38,7 +40,10 @@ fn report_compares_teacher_and_students_and_names_what_it_could_not_measure() {
     assert_eq!(report["teacher"], "run");
     for m in models {
         assert_eq!(m["throughput"].as_array().unwrap().len(), 2);
+        assert_eq!(m["rounds"].as_array().unwrap().len(), 3, "{m}");
+        assert_eq!(m["latencies_ms"].as_array().unwrap().len(), 15, "five per round, pooled");
     }
+    assert_speedups_are_paired_medians(&report, 4); // no batch 32: the first batch size
     assert_eq!((models[1]["backend"].as_str(), models[2]["backend"].as_str()), (Some("libtorch"), Some("onnxruntime")));
     assert_eq!(models[2]["precision"], "int8");
     assert_eq!(report["ratios"][0]["bleu_kept_percent"], 100.0);
@@ -62,6 +67,36 @@ fn report_compares_teacher_and_students_and_names_what_it_could_not_measure() {
     assert!((reported - scored).abs() < 0.01, "report {reported} vs score {scored}");
     for plot in ["pareto.svg", "latency.svg", "report.md", "curves-run.svg"] {
         assert!(std::fs::metadata(path(&format!("report/{plot}"))).unwrap().len() > 100, "{plot}");
+    }
+}
+
+/// Each speed-up is the median of the per-round ratios (teacher's round r against the model's
+/// round r) and lies within its reported range.
+fn assert_speedups_are_paired_medians(report: &serde_json::Value, batch: usize) {
+    let rounds = |m: &serde_json::Value| -> Vec<(f64, f64)> {
+        let at = |r: &serde_json::Value| {
+            let t = r["throughput"].as_array().unwrap().iter().find(|t| t["batch"] == batch).unwrap();
+            t["tokens_per_second"].as_f64().unwrap()
+        };
+        m["rounds"].as_array().unwrap().iter().map(|r| (r["latency_p50_ms"].as_f64().unwrap(), at(r))).collect()
+    };
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let models = report["models"].as_array().unwrap();
+    let teacher = rounds(&models[0]);
+    for (m, ratio) in models.iter().zip(report["ratios"].as_array().unwrap()) {
+        let student = rounds(m);
+        let batch1 = median(teacher.iter().zip(&student).map(|(t, s)| t.0 / s.0).collect());
+        let throughput = median(teacher.iter().zip(&student).map(|(t, s)| s.1 / t.1).collect());
+        for (key, expected) in [("speedup_batch1", batch1), ("speedup_throughput", throughput)] {
+            let value = ratio[key].as_f64().unwrap();
+            assert!((value - expected).abs() < 1e-9, "{key}: {value} vs {expected} ({ratio})");
+            let range = ratio[format!("{key}_range")].as_array().unwrap();
+            let (low, high) = (range[0].as_f64().unwrap(), range[1].as_f64().unwrap());
+            assert!(low <= value && value <= high, "{key}: {value} outside {low}–{high}");
+        }
     }
 }
 
