@@ -6,18 +6,12 @@ use std::process::Command;
 
 use xlmc_tests::{binary, oracle_python};
 
-use crate::train::{corpus_tokenizer_and_teacher_config, exporter};
+use crate::train::{corpus_tokenizer_and_teacher_config, exporter, exporter_fails};
 
 /// The number after `label` in `text` (`max |Δ| 1.9e-6`).
 fn number_after(text: &str, label: &str) -> f64 {
     let rest = text.split(label).nth(1).unwrap_or_else(|| panic!("no `{label}` in {text}"));
     rest.split_whitespace().next().unwrap().parse().unwrap()
-}
-
-fn failure(args: &[&str]) -> String {
-    let out = Command::new(binary("exporter")).env_clear().args(args).output().unwrap();
-    assert!(!out.status.success(), "exporter {args:?} should fail");
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 #[test]
@@ -86,7 +80,8 @@ fn exported_teacher_and_students_decode_through_onnx_runtime_like_libtorch() {
     };
     assert!(graph_bytes(&int8) < graph_bytes(&path("run-model.bundle")));
     assert!(std::fs::read_to_string(format!("{int8}/manifest.json")).unwrap().contains("\"precision\": \"int8\""));
-    let error = failure(&["verify", "--model", &path("run/model"), "--bundle", &int8, "--input", &path("in.en")]);
+    let error =
+        exporter_fails(&["verify", "--model", &path("run/model"), "--bundle", &int8, "--input", &path("in.en")]);
     assert!(error.contains("over the tolerance"), "{error}");
     exporter(&["translate", "--bundle", &int8, "--input", &path("in.en"), "--output", &path("int8.fr")]);
     assert_eq!(std::fs::read_to_string(path("int8.fr")).unwrap().lines().count(), 240);
@@ -158,7 +153,7 @@ fn exported_teacher_and_students_decode_through_onnx_runtime_like_libtorch() {
     assert_eq!(stdout.matches(" 8 17").count(), 10, "{stdout}");
 
     // An existing bundle is only replaced with --force, and then as a whole.
-    let error = failure(&["export", "--model", &path("student"), "--out", &bundle]);
+    let error = exporter_fails(&["export", "--model", &path("student"), "--out", &bundle]);
     assert!(error.contains("exists") && error.contains("--force"), "{error}");
     exporter(&["export", "--model", &path("student"), "--out", &bundle, "--force"]);
     let manifest = std::fs::read_to_string(format!("{bundle}/manifest.json")).unwrap();
@@ -171,19 +166,19 @@ fn exported_teacher_and_students_decode_through_onnx_runtime_like_libtorch() {
     let mut bytes = original.clone();
     bytes[original.len() / 2] ^= 1;
     std::fs::write(&decoder, bytes).unwrap();
-    let error = failure(&translate);
+    let error = exporter_fails(&translate);
     assert!(error.contains("decoder.onnx") && error.contains("sha256"), "{error}");
     std::fs::write(&decoder, original).unwrap();
     std::fs::remove_file(format!("{bundle}/tokenizer.json")).unwrap();
-    let error = failure(&translate);
+    let error = exporter_fails(&translate);
     assert!(error.contains("tokenizer.json") && error.contains("missing"), "{error}");
     let current = format!("\"format_version\": {}", xlmc_bundle::FORMAT_VERSION);
     let newer = manifest.replace(&current, "\"format_version\": 99");
     assert_ne!(newer, manifest);
     std::fs::write(format!("{bundle}/manifest.json"), newer).unwrap();
-    let error = failure(&translate);
+    let error = exporter_fails(&translate);
     assert!(error.contains("manifest.json") && error.contains("newer"), "{error}");
     std::fs::write(format!("{bundle}/manifest.json"), manifest.replace(&current, "\"format_version\": 1")).unwrap();
-    let error = failure(&translate);
+    let error = exporter_fails(&translate);
     assert!(error.contains("manifest.json") && error.contains("older") && error.contains("export"), "{error}");
 }

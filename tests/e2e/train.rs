@@ -12,6 +12,13 @@ pub(crate) fn exporter(args: &[&str]) -> String {
     text
 }
 
+/// Runs `exporter ARGS`, asserts that it fails, returns its stderr.
+pub(crate) fn exporter_fails(args: &[&str]) -> String {
+    let out = Command::new(binary("exporter")).env_clear().args(args).output().unwrap();
+    assert!(!out.status.success(), "exporter {args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// A generated word-for-word corpus (`corpus`), its tokenizer (`tok`) and a tiny-teacher config
 /// (`teacher.toml`, 20 updates into `run`) in `dir`.
 pub(crate) fn corpus_tokenizer_and_teacher_config(dir: &std::path::Path) {
@@ -130,25 +137,15 @@ fn train_resume_and_translate_from_the_command_line() {
     assert_eq!(record["updates"], 50, "{record}");
     assert_eq!(record["averaged_from"].as_array().unwrap().len(), 2, "{record}");
     exporter(&["translate", "--model", &path("mean"), "--input", &path("in.en"), "--output", &path("mean.fr")]);
-    let out = Command::new(binary("exporter"))
-        .args(["average", "--model", &path("run/model"), "--out", &path("mean-of-one")])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("--model: give two or more"), "{err}");
+    let err = exporter_fails(&["average", "--model", &path("run/model"), "--out", &path("mean-of-one")]);
+    assert!(err.contains("--model: give two or more"), "{err}");
     assert_eq!(std::fs::read_to_string(path("mean.fr")).unwrap().lines().count(), 3);
     // Another shape: refused, naming the parameter and both values, and nothing written.
     let wider = continued
         .replace("/continued\"", "/wider\"")
         .replace("preset = \"tiny\"", "preset = \"tiny\"\n[model]\nemb_dim = 64");
     std::fs::write(path("wider.toml"), wider).unwrap();
-    let out = Command::new(binary("exporter"))
-        .env_clear()
-        .args(["train", "--config", &path("wider.toml"), "--init-from", &path("run/model")])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{err}");
+    let err = exporter_fails(&["train", "--config", &path("wider.toml"), "--init-from", &path("run/model")]);
     assert!(err.contains("emb_dim: 32 there, 64 here") && err.contains(", 32] there, ["), "{err}");
     assert!(!dir.path().join("wider").exists(), "nothing written");
 
@@ -256,13 +253,11 @@ fn train_resume_and_translate_from_the_command_line() {
         assert!(text.contains(&format!("part {part}")), "{text}");
     }
     let parts: Vec<String> = (0..3).map(|i| path(&format!("sharded-cache/parts/{i}-of-3"))).collect();
-    let out = Command::new(binary("exporter"))
-        .args(["distill", "cache", "--teacher", &path("run/model"), "--config", &path("sharded.toml"), "--merge"])
-        .args(["--parts", &parts[0], &parts[2]])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("part 1/3 is missing"), "{err}");
+    let (teacher, config) = (path("run/model"), path("sharded.toml"));
+    let merge =
+        ["distill", "cache", "--teacher", &teacher, "--config", &config, "--merge", "--parts", &parts[0], &parts[2]];
+    let err = exporter_fails(&merge);
+    assert!(err.contains("part 1/3 is missing"), "{err}");
     assert!(!dir.path().join("sharded-cache/cache.json").exists(), "nothing merged");
     let text = cache_command(&["--merge"]);
     assert!(text.contains("merged from 3 parts"), "{text}");
@@ -298,16 +293,9 @@ fn train_resume_and_translate_from_the_command_line() {
         "2",
     ]);
     assert_eq!(std::fs::read_to_string(path("bigru.fr")).unwrap().split('\n').count(), 4);
-    let bad = Command::new(binary("exporter"))
-        .env_clear()
-        .args(["prune", "--teacher", &path("bigru/model"), "--keep", "1-1", "--out", &path("bad-bigru")])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&bad.stderr);
-    assert!(
-        !bad.status.success() && stderr.contains("holds a bigru model; this needs a transformer model"),
-        "{stderr}"
-    );
+    let stderr =
+        exporter_fails(&["prune", "--teacher", &path("bigru/model"), "--keep", "1-1", "--out", &path("bad-bigru")]);
+    assert!(stderr.contains("holds a bigru model; this needs a transformer model"), "{stderr}");
 
     // Sequence-level KD data: the teacher's beam translations of 50 training sources spread over
     // the split, the same as `translate` gives; a rerun finds it complete.
@@ -393,38 +381,24 @@ fn train_resume_and_translate_from_the_command_line() {
     )
     .unwrap();
     exporter(&["train", "--config", &path("other.toml"), "--max-updates", "1"]);
-    let bad = Command::new(binary("exporter"))
-        .env_clear()
-        .args([
-            "distill",
-            "--teacher",
-            &path("run/model"),
-            "--student",
-            &path("run2/model"),
-            "--config",
-            &path("distill.toml"),
-        ])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&bad.stderr);
-    assert!(!bad.status.success() && stderr.contains("one shared vocabulary"), "{stderr}");
+    let stderr = exporter_fails(&[
+        "distill",
+        "--teacher",
+        &path("run/model"),
+        "--student",
+        &path("run2/model"),
+        "--config",
+        &path("distill.toml"),
+    ]);
+    assert!(stderr.contains("one shared vocabulary"), "{stderr}");
 
-    let bad = Command::new(binary("exporter"))
-        .env_clear()
-        .args(["prune", "--teacher", &path("run/model"), "--decoder-layers", "1,1", "--out", &path("bad")])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&bad.stderr);
-    assert!(!bad.status.success() && stderr.contains("decoder layers [1, 1]"), "{stderr}");
+    let stderr =
+        exporter_fails(&["prune", "--teacher", &path("run/model"), "--decoder-layers", "1,1", "--out", &path("bad")]);
+    assert!(stderr.contains("decoder layers [1, 1]"), "{stderr}");
     assert!(!dir.path().join("bad").exists());
 
-    let bad = Command::new(binary("exporter"))
-        .env_clear()
-        .args(["translate", "--model", &path("nope"), "--input", &path("in.en")])
-        .output()
-        .unwrap();
-    assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("--model"), "the error names the flag");
+    let stderr = exporter_fails(&["translate", "--model", &path("nope"), "--input", &path("in.en")]);
+    assert!(stderr.contains("--model"), "the error names the flag: {stderr}");
 }
 
 #[test]
@@ -454,21 +428,21 @@ fn a_run_snapshots_its_weights_and_average_takes_its_newest() {
     assert_eq!(std::fs::read_to_string(path("mean.fr")).unwrap().lines().count(), 2);
 
     // More than the run kept: refused, listing what there is, nothing written.
-    let out = Command::new(binary("exporter"))
-        .env_clear()
-        .args(["average", "--run", &path("run"), "--last", "4", "--out", &path("mean-4")])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("--last 4") && err.contains("u10, u15, u20"), "{err}");
+    let err = exporter_fails(&["average", "--run", &path("run"), "--last", "4", "--out", &path("mean-4")]);
+    assert!(err.contains("--last 4") && err.contains("u10, u15, u20"), "{err}");
     assert!(!dir.path().join("mean-4").exists(), "nothing written");
-    let out = Command::new(binary("exporter"))
-        .env_clear()
-        .args(["average", "--model", &path("mean"), "--model", &path("run/model"), "--last", "2", "--out", &path("m")])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("'--last <LAST>'"), "--last belongs to --run: {err}");
+    let err = exporter_fails(&[
+        "average",
+        "--model",
+        &path("mean"),
+        "--model",
+        &path("run/model"),
+        "--last",
+        "2",
+        "--out",
+        &path("m"),
+    ]);
+    assert!(err.contains("'--last <LAST>'"), "--last belongs to --run: {err}");
 }
 
 #[test]

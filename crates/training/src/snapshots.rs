@@ -46,12 +46,19 @@ pub(crate) fn write(run: &Path, model: &dyn TrainableModel, update: i64, keep: u
 
 /// Removes the snapshots taken after `update`: a run resuming from the checkpoint at `update`
 /// redoes those updates, so they belong to a training that no longer exists (and, if the
-/// config changed in between, would differ from the ones it writes).
+/// config changed in between, would differ from the ones it writes). Half-written ones
+/// (`.u{N}.tmp`, left by a kill mid-write) go too.
 pub(crate) fn drop_after(run: &Path, update: i64) -> Result<(), TrainError> {
-    for (taken, dir) in snapshots(run) {
-        if taken > update {
-            std::fs::remove_dir_all(&dir).map_err(|e| TrainError::io(&dir, e))?;
-        }
+    let half_written: Vec<PathBuf> = std::fs::read_dir(run.join(SNAPSHOTS))
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_name().to_str().is_some_and(|n| n.starts_with(".u") && n.ends_with(".tmp")))
+        .map(|entry| entry.path())
+        .collect();
+    let later = snapshots(run).into_iter().filter(|&(taken, _)| taken > update).map(|(_, dir)| dir);
+    for dir in half_written.into_iter().chain(later) {
+        std::fs::remove_dir_all(&dir).map_err(|e| TrainError::io(&dir, e))?;
     }
     Ok(())
 }

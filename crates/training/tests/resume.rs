@@ -62,9 +62,13 @@ fn a_killed_run_resumes_with_no_update_lost_or_repeated() {
     // Killed after logging updates 21–25 but before their checkpoint: the last one is at 20.
     std::fs::remove_dir_all(resumed.path().join("checkpoint")).unwrap();
     std::fs::rename(&saved, resumed.path().join("checkpoint")).unwrap();
+    // ...and while writing a snapshot at 30 (a half-written folder).
+    let half_written = resumed.path().join("snapshots/.u30.tmp");
+    std::fs::create_dir_all(&half_written).unwrap();
     // The snapshot at 25 came from updates that are redone: gone, even where the rerun stops short.
     run(resumed.path(), 22, &train, &dev);
     assert_eq!(taken(resumed.path()), [5, 10, 15, 20]);
+    assert!(!half_written.exists(), "a half-written snapshot is cleared on resume");
     let model = run(resumed.path(), 30, &train, &dev);
 
     assert!(weights(&model) == weights(&reference), "same weights as an uninterrupted run");

@@ -12,15 +12,9 @@ B=$R/bundles-2400
 OUT=${OUT:-docs/compression-study-cpu/2026-12-01-6-2-2400}
 K=${K:-4}
 mkdir -p "$B" "$OUT"
-ex() { echo "+ $E export --model $1 --out $B/$2 --precision $3 --force" >&2; "$E" export --model "$1" --out "$B/$2" --precision "$3" --force >/dev/null; }
-ex models/en-fr-teacher teacher fp32
-for v in kd nokd; do
-    echo "+ $E average --run $R/student-6-2-$v --last $K --out $R/student-6-2-$v-avg$K" >&2
-    "$E" average --run "$R/student-6-2-$v" --last $K --out "$R/student-6-2-$v-avg$K"
-    ex "$R/student-6-2-$v-avg$K" "student-6-2-$v-avg$K" fp32
-    ex "$R/student-6-2-$v-avg$K" "student-6-2-$v-avg$K-int8" int8
-    ex "$R/student-6-2-$v/model" "student-6-2-$v-final" fp32
-done
+echo "+ $E export --model models/en-fr-teacher --out $B/teacher --precision fp32 --force" >&2
+"$E" export --model models/en-fr-teacher --out "$B/teacher" --precision fp32 --force >/dev/null
+bash docs/compression-study-cpu/2026-12-01-6-2/average-and-export.sh "$R" 6-2 "$K" "$B"
 "$E" report --models teacher,student-6-2-kd-avg$K,student-6-2-kd-avg$K-int8,student-6-2-nokd-avg$K,student-6-2-nokd-avg$K-int8,student-6-2-kd-final,student-6-2-nokd-final \
     --models-dir "$B" --test data/en-fr/test --out "$OUT" --threads 1 --batch-sizes 1,32 --device cpu
 bash docs/compression-study-cpu/2026-12-01-6-2/copy-records.sh "$R" "$OUT"
